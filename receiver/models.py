@@ -1,0 +1,205 @@
+"""The shapes that cross our boundaries: upstream payloads (lenient) and our events (frozen).
+
+Upstream models keep unknown fields (`extra="allow"`): the provider adds fields without notice,
+and a raw payload must never lose data on its way through us.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = [
+    "CallbackBody",
+    "Clip",
+    "CreateAnswer",
+    "Credits",
+    "Event",
+    "EventKind",
+    "TaskAnswer",
+    "normalise",
+]
+
+EventKind = Literal["song.streaming", "song.completed", "song.failed", "task.timed_out"]
+"""What happened to one clip (or, for `task.timed_out` and clip-less failures, to the task)."""
+
+FINAL_KINDS: frozenset[str] = frozenset({"song.completed", "song.failed", "task.timed_out"})
+"""Kinds after which the clip will not change any more."""
+
+TASK_LEVEL_CLIP = "-"
+"""Clip id used for events about a whole task that carries no clips (a failure, a timeout)."""
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class Clip(_Lenient):
+    """One song in a task answer or callback; fields differ by family, so all are optional."""
+
+    clip_id: str = Field(validation_alias="clip_id")
+    state: str | None = None
+    title: str | None = None
+    sound: str | None = None
+    tags: str | None = None
+    lyrics: str | None = None
+    image_url: str | None = None
+    audio_url: str | None = None
+    wav_url: str | None = None
+    video_url: str | None = None
+    duration: float | None = None
+    mv: str | None = None
+
+    @field_validator("duration", mode="before")
+    @classmethod
+    def _duration_from_text(cls, value: Any) -> Any:
+        # Polls send a number, callbacks a string such as "104.88".
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                return None
+        return value
+
+
+class CallbackBody(_Lenient):
+    """A callback body: the family's poll answer, maybe with task_id/platform/event on top."""
+
+    code: int | None = None
+    task_id: str | None = None
+    platform: str | None = None
+    event: str | None = None
+    status: str | None = None
+    message: str | None = None
+    data: list[Clip] = Field(default_factory=list)
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _single_clip_as_list(cls, value: Any) -> Any:
+        if value is None:
+            return []
+        if isinstance(value, dict):
+            return [value]
+        return value
+
+
+class TaskAnswer(CallbackBody):
+    """`GET .../task/{id}`: same clip list as a callback, plus an overall status."""
+
+
+class CreateAnswer(_Lenient):
+    """`POST .../create`: `{"message": "success", "task_id": ...}`, with or without `code`."""
+
+    task_id: str
+    message: str | None = None
+    code: int | None = None
+
+
+class Credits(_Lenient):
+    """`GET /api/v1/get-credits`."""
+
+    credits: float = 0
+    extra_credits: float = 0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Event:
+    """One normalised thing that happened to one clip; what handlers receive."""
+
+    id: str
+    kind: EventKind
+    task_id: str
+    clip_id: str
+    platform: str
+    clip: Mapping[str, Any]
+    source: Literal["callback", "poll", "relay"]
+    received_at: datetime
+    labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    task_ref: str | None = None
+    prompt: str | None = None
+    error: str | None = None
+
+    @property
+    def dedupe_key(self) -> str:
+        """Two events with the same key are the same fact, however they reached us."""
+        return f"{self.task_id}:{self.clip_id}:{self.kind}"
+
+    @property
+    def title(self) -> str:
+        return str(self.clip.get("title") or "untitled")
+
+    @property
+    def audio_url(self) -> str | None:
+        value = self.clip.get("audio_url") or self.clip.get("wav_url")
+        return str(value) if value else None
+
+    @property
+    def image_url(self) -> str | None:
+        value = self.clip.get("image_url")
+        return str(value) if value else None
+
+
+_STATE_TO_KIND: dict[str, EventKind] = {
+    "succeeded": "song.completed",
+    "success": "song.completed",
+    "complete": "song.completed",
+    "completed": "song.completed",
+    "streaming": "song.streaming",
+    "failed": "song.failed",
+    "failure": "song.failed",
+    "error": "song.failed",
+}
+
+
+def _kind_from_header(header_event: str | None, status: str | None) -> EventKind | None:
+    if status:
+        kind = _STATE_TO_KIND.get(status.lower())
+        if kind:
+            return kind
+    if header_event in ("song.completed", "song.failed", "song.streaming"):
+        return header_event  # type: ignore[return-value]
+    return None
+
+
+def normalise(
+    body: CallbackBody, header_event: str | None
+) -> list[tuple[EventKind, str, dict[str, Any]]]:
+    """Classify each clip by its own state; fall back to the task status, then the header.
+
+    Returns `(kind, clip_id, clip_fields)` for every clip that reached a reportable state.
+    Clips still pending or running produce nothing. A failed task with no clips produces
+    one task-level failure.
+    """
+    fallback = _kind_from_header(header_event or body.event, body.status)
+    found: list[tuple[EventKind, str, dict[str, Any]]] = []
+    for clip in body.data:
+        kind = _STATE_TO_KIND.get(clip.state.lower()) if clip.state else fallback
+        if kind is None:
+            continue
+        found.append((kind, clip.clip_id, clip.model_dump(mode="json", exclude_none=True)))
+    if not body.data and fallback == "song.failed":
+        reason = {"error": body.message} if body.message else {}
+        found.append(("song.failed", TASK_LEVEL_CLIP, reason))
+    return found
+
+
+def event_from_row(row: Mapping[str, Any]) -> Event:
+    """Rebuild an `Event` from a stored events row (see `receiver.store.schema.events`)."""
+    return Event(
+        id=row["id"],
+        kind=row["kind"],
+        task_id=row["task_id"],
+        clip_id=row["clip_id"],
+        platform=row["platform"],
+        clip=row["clip"] or {},
+        source=row["source"],
+        received_at=row["received_at"],
+        labels=row.get("labels") or {},
+        task_ref=row.get("task_ref"),
+        prompt=row.get("prompt"),
+        error=row.get("error"),
+    )
