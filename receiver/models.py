@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -187,6 +187,12 @@ def normalise(
     return found
 
 
+def _as_datetime(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    return datetime.fromtimestamp(float(value), tz=UTC)
+
+
 def event_from_row(row: Mapping[str, Any]) -> Event:
     """Rebuild an `Event` from a stored events row (see `receiver.store.schema.events`)."""
     return Event(
@@ -197,7 +203,7 @@ def event_from_row(row: Mapping[str, Any]) -> Event:
         platform=row["platform"],
         clip=row["clip"] or {},
         source=row["source"],
-        received_at=row["received_at"],
+        received_at=_as_datetime(row["received_at"]),
         labels=row.get("labels") or {},
         task_ref=row.get("task_ref"),
         prompt=row.get("prompt"),

@@ -1,0 +1,74 @@
+"""Which handler types exist: the built-ins, plus plugins from the `aimusic_relay.handlers`
+entry-point group, registered into a registry the app owns (no global singleton).
+
+Types are imported only when a configured handler asks for them, so an unused plugin with a
+heavy dependency costs nothing, and a broken one fails with its name attached.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+from typing import Any
+
+from receiver.errors import ConfigError
+
+__all__ = ["ENTRY_POINT_GROUP", "HandlerRegistry"]
+
+ENTRY_POINT_GROUP = "aimusic_relay.handlers"
+
+_BUILTINS = {
+    "disk": "handlers.disk:DiskHandler",
+}
+
+
+class HandlerRegistry:
+    """Maps a `type` name from relay.toml to the class that implements it."""
+
+    def __init__(self) -> None:
+        self._targets: dict[str, str] = {}
+
+    def register(self, type_name: str, target: str) -> None:
+        """Add `type_name` → `"module:Class"`; a second, different target is an error."""
+        existing = self._targets.get(type_name)
+        if existing is not None and existing != target:
+            raise ConfigError(
+                f"handler type {type_name!r} is registered twice: by {existing} and by {target}; "
+                "uninstall one of the plugins"
+            )
+        self._targets[type_name] = target
+
+    @classmethod
+    def with_plugins(cls) -> HandlerRegistry:
+        """The built-ins plus every installed plugin."""
+        registry = cls()
+        for name, target in _BUILTINS.items():
+            registry.register(name, target)
+        for entry in entry_points(group=ENTRY_POINT_GROUP):
+            registry.register(entry.name, entry.value)
+        return registry
+
+    def types(self) -> dict[str, str]:
+        """Installed type names and where each comes from."""
+        return dict(sorted(self._targets.items()))
+
+    def resolve(self, type_name: str) -> Any:
+        """The class for `type_name`, or for an explicit `"package.module:Class"`."""
+        target = self._targets.get(type_name)
+        if target is None:
+            if ":" not in type_name:
+                known = ", ".join(self._targets) or "none"
+                raise ConfigError(
+                    f"unknown handler type {type_name!r}; installed types: {known}; "
+                    "or give 'package.module:Class'"
+                )
+            target = type_name
+        module_name, _, attribute = target.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+            handler_class = getattr(module, attribute)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(f"handler type {type_name!r} ({target}) cannot be loaded: {exc}") from exc
+        if not isinstance(getattr(handler_class, "Config", None), type):
+            raise ConfigError(f"handler type {type_name!r} ({target}) has no pydantic Config model")
+        return handler_class

@@ -1,0 +1,78 @@
+"""The Starlette app factory: routes, middleware and a lifespan that owns every resource."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+
+from receiver.config import Settings
+from receiver.dispatch import Dispatcher
+from receiver.logging import get_logger
+from receiver.middleware import RequestLogMiddleware
+from receiver.routes import api, health, webhooks
+from receiver.services import Services, build_services
+
+__all__ = ["create_app", "start_dispatcher"]
+
+log = get_logger("aimusic_relay.app")
+
+
+@contextlib.asynccontextmanager
+async def start_dispatcher(services: Services) -> AsyncIterator[Dispatcher]:
+    """Run a dispatcher for the lifetime of the block; on exit, finish in-flight deliveries."""
+    dispatcher = Dispatcher(
+        services.store,
+        services.handlers,
+        services.http,
+        spool_root=services.settings.relay_spool_dir,
+        download_policy=services.download_policy,
+        public_url=services.settings.public_url,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(dispatcher.run(stop))
+    try:
+        yield dispatcher
+    finally:
+        stop.set()
+        await task
+
+
+def create_app(settings: Settings, *, run_dispatcher: bool | None = None) -> Starlette:
+    """Build the relay. Handler config errors raise here, before the server binds.
+
+    The dispatcher runs in-process by default on SQLite (one machine); with PostgreSQL the
+    `worker` processes run it unless `run_dispatcher=True`.
+    """
+    services = build_services(settings)
+    in_process = settings.is_sqlite if run_dispatcher is None else run_dispatcher
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await services.store.open()
+        log.info(
+            "relay ready",
+            public_url=settings.public_url,
+            handlers=[h.name for h in services.handlers],
+            handler_config=services.handlers.source,
+            dispatcher="in-process" if in_process else "worker processes",
+        )
+        try:
+            if in_process:
+                async with start_dispatcher(services):
+                    yield
+            else:
+                yield
+        finally:
+            await services.aclose()
+
+    app = Starlette(
+        routes=[*webhooks.routes, *api.routes, *health.routes],
+        middleware=[Middleware(RequestLogMiddleware)],
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    return app

@@ -1,0 +1,220 @@
+"""The `aimusic-relay` command: a thin shell over the functions the HTTP API uses.
+
+Each command parses, configures logging, runs, and on a user error prints its cause in one
+line and exits non-zero (2 for configuration, 1 for everything else) — no traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from receiver import __version__
+from receiver.config import Settings, load_settings
+from receiver.errors import ConfigError, RelayError
+from receiver.logging import configure_logging
+
+__all__ = ["app", "main"]
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="aimusic-relay",
+    help="Submit AI Music API tasks and route their signed callbacks to handlers.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+err = Console(stderr=True)
+out = Console()
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        raise _fail(str(exc), 2) from None
+    settings = settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    configure_logging(settings.relay_log_level, settings.relay_log_format, settings.secret_values())
+    return settings
+
+
+def _run(coroutine_factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    try:
+        return asyncio.run(coroutine_factory())
+    except ConfigError as exc:
+        raise _fail(str(exc), 2) from None
+    except RelayError as exc:
+        raise _fail(str(exc), 1) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind; 0.0.0.0 on a PaaS.")] = "127.0.0.1",
+    port: Annotated[int | None, typer.Option(help="Listen port [default: $PORT or 8000].")] = None,
+) -> None:
+    """Receive callbacks and serve the API; dispatches in-process on SQLite."""
+    import uvicorn
+
+    from receiver.app import create_app
+
+    settings = _settings(port=port)
+    try:
+        application = create_app(settings)
+    except ConfigError as exc:
+        raise _fail(str(exc), 2) from None
+    uvicorn.run(
+        application,
+        host=host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "*"),
+        timeout_graceful_shutdown=25,
+    )
+
+
+@app.command()
+def worker() -> None:
+    """Run the dispatcher alone (for PostgreSQL deployments with separate workers)."""
+    from receiver.worker import run_worker
+
+    settings = _settings()
+    _run(lambda: run_worker(settings))
+
+
+@app.command()
+def sandbox(
+    port: Annotated[int, typer.Option(help="Listen port.")] = 8900,
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    api_key: Annotated[str | None, typer.Option(help="Accept only this bearer key.")] = None,
+    delay: Annotated[float, typer.Option(help="Seconds from create to the final state.")] = 3.0,
+    rate_limit: Annotated[bool, typer.Option("--rate-limit", help="429 beyond 2 requests/s per key.")] = False,
+    error_rate: Annotated[float, typer.Option(help="Fraction of API requests answered 500.")] = 0.0,
+    credits: Annotated[float, typer.Option(help="Starting credits (create costs 10).")] = 10_000,
+) -> None:
+    """Run the AI Music API emulator (faults: #fail #nocallback #dup #slowcallback #badsig #streaming)."""
+    from receiver.sandbox import SandboxOptions, serve as serve_sandbox
+
+    configure_logging("info", "auto")
+    if not 0.0 <= error_rate <= 1.0:
+        raise _fail(f"--error-rate {error_rate}: must be between 0 and 1", 2)
+    options = SandboxOptions(
+        api_key=api_key, delay_s=delay, rate_limit=rate_limit, error_rate=error_rate, credits=credits
+    )
+    err.print(f"sandbox listening on http://{host}:{port}  (AIMUSIC_BASE_URL=http://{host}:{port})")
+    _run(lambda: serve_sandbox(host, port, options))
+
+
+@app.command()
+def submit(
+    prompt: Annotated[str, typer.Argument(help="Style/description of the song (producer `sound`).")],
+    lyrics: Annotated[Path | None, typer.Option(help="File with the lyrics.", exists=True, dir_okay=False)] = None,
+    title: Annotated[str | None, typer.Option(help="Song title (max 80 characters).")] = None,
+    instrumental: Annotated[bool, typer.Option("--instrumental", help="No vocals.")] = False,
+    label: Annotated[list[str] | None, typer.Option(help="key=value label for routing; repeatable.")] = None,
+    handler: Annotated[list[str] | None, typer.Option(help="Only these handlers; repeatable.")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Show progress until the song is delivered.")] = False,
+    timeout: Annotated[float, typer.Option(help="Give up waiting after this many seconds.")] = 900,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Create a song; the relay's server receives the callback and runs the handlers."""
+    from receiver.progress import submit_and_wait
+
+    settings = _settings()
+    params: dict[str, Any] = {"sound": prompt}
+    if lyrics is not None:
+        params["lyrics"] = lyrics.read_text(encoding="utf-8")
+    if title is not None:
+        params["title"] = title
+    if instrumental:
+        params["make_instrumental"] = True
+    labels = {}
+    for item in label or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise _fail(f"--label {item!r}: write it as key=value, e.g. --label team=ads", 2)
+        labels[key] = value
+    body = {"family": "producer", "params": params, "labels": labels, "handlers": handler}
+    code = _run(lambda: submit_and_wait(settings, body, wait=wait, timeout=timeout, as_json=as_json))
+    raise typer.Exit(code)
+
+
+@app.command()
+def demo(
+    directory: Annotated[Path | None, typer.Option("--dir", help="Where to put the database and songs [default: a new temporary directory].")] = None,
+    prompt: Annotated[str, typer.Option(help="What to ask the sandbox for.")] = "lo-fi piano, rainy evening",
+) -> None:
+    """Run the sandbox and the relay together on loopback and deliver one song to disk."""
+    from receiver.demo import run_demo
+
+    configure_logging("warning", "auto")
+    raise typer.Exit(_run(lambda: run_demo(directory, prompt)))
+
+
+@app.command("handlers")
+def list_handlers(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """List the configured handlers and the installed handler types."""
+    from handlers.registry import HandlerRegistry
+    from receiver.routing import load_handler_set
+
+    settings = _settings()
+    registry = HandlerRegistry.with_plugins()
+    try:
+        configured = load_handler_set(settings.config_path, registry)
+    except ConfigError as exc:
+        raise _fail(str(exc), 2) from None
+    rows = [
+        {"name": h.name, "type": h.spec.type, "events": h.spec.events,
+         "platforms": h.spec.platforms, "labels": h.spec.labels}
+        for h in configured
+    ]
+    if as_json:
+        out.print_json(json.dumps({"configured": rows, "types": registry.types(), "source": configured.source}))
+        return
+    out.print(f"[bold]Configured handlers[/] ({configured.source})")
+    for row in rows:
+        out.print(f"  {row['name']:<16} type={row['type']:<10} events={','.join(row['events'])}")
+    out.print("[bold]Installed types[/]")
+    for name, target in registry.types().items():
+        out.print(f"  {name:<16} {target}")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply schema migrations (the Procfile's `release` step)."""
+    from receiver.store.migrate import head_revision, upgrade
+
+    settings = _settings()
+    try:
+        upgrade(settings.database_url)
+    except Exception as exc:
+        raise _fail(f"migration failed: {type(exc).__name__}: {exc}", 1) from None
+    err.print(f"schema at {head_revision()}")
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    out.print(__version__)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,201 @@
+"""Settings from the environment, and the handler file (`relay.toml`).
+
+Every user error becomes a `ConfigError` whose message names the key, what is wrong with the
+value and where it came from (the environment, or the file and line), so start-up can print
+one line instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import secrets
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from receiver.errors import ConfigError
+
+__all__ = ["Settings", "load_settings"]
+
+_SECRET_FIELDS = frozenset(
+    {"aimusic_api_key", "aimusic_webhook_secret", "relay_secret_key", "relay_admin_token"}
+)
+
+
+class Settings(BaseSettings):
+    """The contract's environment variables; names match the variables, lower-cased."""
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False, frozen=True)
+
+    aimusic_api_key: SecretStr | None = None
+    aimusic_base_url: str = "https://api.aimusicapi.ai"
+    aimusic_webhook_secret: SecretStr | None = None
+    relay_public_url: str | None = None
+    relay_secret_key: SecretStr | None = None
+    database_url: str = "sqlite:///./relay.db"
+    relay_config: Path | None = None
+    relay_admin_token: SecretStr | None = None
+    relay_poll_grace_s: float = Field(default=90.0, gt=0)
+    relay_poll_max_interval_s: float = Field(default=60.0, gt=0)
+    relay_task_deadline_s: float = Field(default=1800.0, gt=0)
+    relay_callbacks: Literal["auto", "on", "off"] = "auto"
+    relay_allow_private_networks: bool = False
+    relay_max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    relay_spool_dir: Path = Path(tempfile.gettempdir()) / "aimusic-relay-spool"
+    relay_log_level: str = "info"
+    relay_log_format: Literal["auto", "json", "console"] = "auto"
+    port: int = Field(default=8000, ge=1, le=65535)
+
+    @field_validator("aimusic_base_url", "relay_public_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an http:// or https:// URL such as https://relay.example.com")
+        return value.rstrip("/")
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite:", "postgres://", "postgresql:", "postgresql+")):
+            raise ValueError("must start with sqlite:/// or postgresql://")
+        return value
+
+    @property
+    def public_url(self) -> str:
+        """Where the provider reaches us; defaults to this machine for the local demo."""
+        return self.relay_public_url or f"http://localhost:{self.port}"
+
+    @property
+    def webhook_secrets(self) -> list[str]:
+        """Secrets accepted on the shared route, newest first (comma-separated for rotation)."""
+        if self.aimusic_webhook_secret is None:
+            return []
+        raw = self.aimusic_webhook_secret.get_secret_value()
+        return [part.strip() for part in raw.split(",") if part.strip()]
+
+    @property
+    def secret_keys(self) -> list[str]:
+        """Keys for tokens and per-task secrets; the first signs, all verify."""
+        if self.relay_secret_key is None:
+            raise ConfigError("RELAY_SECRET_KEY is not set (load_settings fills it for SQLite)")
+        raw = self.relay_secret_key.get_secret_value()
+        return [part.strip() for part in raw.split(",") if part.strip()]
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def sqlite_path(self) -> Path:
+        return Path(self.database_url.split(":///", 1)[1] if ":///" in self.database_url else "")
+
+    @property
+    def config_path(self) -> Path | None:
+        """The handler file: `RELAY_CONFIG`, else `./relay.toml` if present, else none."""
+        if self.relay_config is not None:
+            return self.relay_config
+        default = Path("relay.toml")
+        return default if default.exists() else None
+
+    @property
+    def upstream_is_local(self) -> bool:
+        """True when the upstream is the sandbox on this machine or a private network."""
+        return _is_private_host(urlsplit(self.aimusic_base_url).hostname or "")
+
+    def secret_values(self) -> list[str]:
+        """Every secret value, so logging can redact them wherever they appear."""
+        values: list[str] = []
+        for name in _SECRET_FIELDS:
+            secret = getattr(self, name)
+            if secret is not None:
+                values.extend(p for p in secret.get_secret_value().split(",") if len(p) >= 4)
+        return values
+
+
+def _is_private_host(host: str) -> bool:
+    if host in ("localhost", "") or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return not address.is_global
+
+
+def load_settings(env: dict[str, str] | None = None) -> Settings:
+    """Read and check the environment; fill a SQLite secret key if none is set."""
+    try:
+        settings = Settings(**_from_env(env)) if env is not None else Settings()
+    except ValidationError as exc:
+        raise ConfigError(_describe_env_errors(exc, env)) from None
+    if settings.relay_secret_key is None:
+        if not settings.is_sqlite:
+            raise ConfigError(
+                "RELAY_SECRET_KEY: not set. It is required with PostgreSQL so every process "
+                "signs and verifies alike; generate one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+            )
+        key = _stored_secret_key(settings.sqlite_path)
+        settings = settings.model_copy(update={"relay_secret_key": SecretStr(key)})
+    return settings
+
+
+def _from_env(env: dict[str, str]) -> dict[str, Any]:
+    fields = Settings.model_fields
+    return {k.lower(): v for k, v in env.items() if k.lower() in fields}
+
+
+def _describe_env_errors(exc: ValidationError, env: dict[str, str] | None) -> str:
+    source = env if env is not None else os.environ
+    lines = []
+    for error in exc.errors():
+        key = str(error["loc"][0]).upper() if error["loc"] else "?"
+        shown = "(hidden)" if key.lower() in _SECRET_FIELDS else repr(source.get(key, ""))
+        lines.append(f"{key}={shown} (from the environment): {error['msg']}")
+    return "; ".join(lines)
+
+
+def _stored_secret_key(db_path: Path) -> str:
+    """A key generated once and kept beside the SQLite file, so restarts verify old tokens."""
+    key_path = db_path.with_name(db_path.name + ".secret")
+    if key_path.exists():
+        return key_path.read_text().strip()
+    key_path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(32)
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key + "\n")
+    return key
+
+
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def interpolate(value: Any, where: str, env: dict[str, str] | None = None) -> Any:
+    """Replace `${VAR}` (or `${VAR:-default}`) in every string inside `value`."""
+    source = os.environ if env is None else env
+    if isinstance(value, str):
+
+        def replace(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in source:
+                return source[name]
+            if default is not None:
+                return default
+            raise ConfigError(f"{where}: ${{{name}}} is not set in the environment")
+
+        return _ENV_REFERENCE.sub(replace, value)
+    if isinstance(value, list):
+        return [interpolate(item, where, env) for item in value]
+    if isinstance(value, dict):
+        return {key: interpolate(item, where, env) for key, item in value.items()}
+    return value

@@ -1,0 +1,194 @@
+"""The worker loop: claim due deliveries, run each handler with a timeout, retry or dead-letter.
+
+Shaped like procrastinate's worker: drain what is due, then wait for a wake-up *or* the next
+due time *or* a slow sweep *or* the stop signal. A wake-up only shortens the wait; the sweep
+always runs, so no delivery depends on a notification arriving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from handlers.base import HandlerContext, HandlerError
+from receiver.errors import StoreUnavailable
+from receiver.logging import get_logger
+from receiver.routing import ConfiguredHandler, HandlerSet
+from receiver.spool import DownloadPolicy, Spool
+from receiver.store import Claim, Store
+
+__all__ = ["Dispatcher"]
+
+log = get_logger("aimusic_relay.dispatch")
+
+
+class Dispatcher:
+    """Runs deliveries from the store's outbox through the configured handlers."""
+
+    def __init__(
+        self,
+        store: Store,
+        handlers: HandlerSet,
+        http: httpx.AsyncClient,
+        *,
+        spool_root: Path,
+        download_policy: DownloadPolicy,
+        public_url: str,
+        concurrency: int = 16,
+        lease_s: float = 60.0,
+        sweep_s: float = 5.0,
+    ) -> None:
+        self.store = store
+        self.handlers = handlers
+        self.http = http
+        self.spool_root = spool_root
+        self.download_policy = download_policy
+        self.public_url = public_url
+        self.concurrency = concurrency
+        self.lease_s = lease_s
+        self.sweep_s = sweep_s
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._wake = asyncio.Event()
+        self._running: set[asyncio.Task[None]] = set()
+        self._per_handler = {h.name: asyncio.Semaphore(h.spec.concurrency) for h in handlers}
+        store.add_listener(self.wake)
+
+    def wake(self) -> None:
+        """Something became due: stop waiting (thread-safe enough for the event loop)."""
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Work until `stop` is set, then let in-flight deliveries finish."""
+        log.info("dispatcher started", owner=self.owner, handlers=[h.name for h in self.handlers])
+        failures = 0
+        while not stop.is_set():
+            self._wake.clear()
+            try:
+                await self._drain()
+                timeout = await self._idle_timeout()
+                failures = 0
+            except StoreUnavailable as exc:
+                failures += 1
+                timeout = min(30.0, 0.5 * 2**failures)
+                log.warning("store unavailable; backing off", error=str(exc), retry_in_s=timeout)
+            await _wait_any(self._wake, stop, timeout)
+        if self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)
+        log.info("dispatcher stopped", owner=self.owner)
+
+    async def _drain(self) -> None:
+        while True:
+            free = self.concurrency - len(self._running)
+            if free <= 0:
+                await asyncio.wait(self._running, return_when=asyncio.FIRST_COMPLETED)
+                continue
+            claims = await self.store.claim(self.owner, free, self.lease_s)
+            for claim in claims:
+                task = asyncio.create_task(self._deliver(claim))
+                self._running.add(task)
+                task.add_done_callback(self._running.discard)
+            if len(claims) < free:
+                return
+
+    async def _idle_timeout(self) -> float:
+        due = await self.store.next_due_at()
+        if due is None:
+            return self.sweep_s
+        return max(0.0, min(self.sweep_s, due - time.time()))
+
+    async def _deliver(self, claim: Claim) -> None:
+        event = claim.event
+        bound = log.bind(
+            delivery_id=claim.delivery_id, event_id=event.id, task_id=event.task_id,
+            clip_id=event.clip_id, kind=event.kind, handler=claim.handler, attempt=claim.attempt,
+        )
+        configured = self.handlers.get(claim.handler)
+        try:
+            if configured is None:
+                await self.store.fail(
+                    claim, self.owner, f"handler {claim.handler!r} is no longer configured",
+                    "relay", None,
+                )
+                bound.error("delivery dead: handler not configured")
+                return
+            async with self._per_handler[claim.handler]:
+                await self._run_handler(claim, configured, bound)
+            if await self.store.event_settled(event.id):
+                Spool(self.spool_root, event.id, self.http, self.download_policy).cleanup()
+        except StoreUnavailable as exc:
+            # The lease will expire and another attempt will run: nothing is lost.
+            bound.warning("could not record the delivery outcome", error=str(exc))
+        except Exception:
+            bound.exception("dispatcher error")
+
+    async def _run_handler(self, claim: Claim, configured: ConfiguredHandler, bound: Any) -> None:
+        spec = configured.spec
+        ctx = HandlerContext(
+            http=self.http,
+            spool=Spool(self.spool_root, claim.event.id, self.http, self.download_policy),
+            log=bound,
+            public_url=self.public_url,
+            delivery_id=claim.delivery_id,
+            attempt=claim.attempt,
+            results=await self.store.results_for_event(claim.event.id),
+        )
+        started = time.monotonic()
+        bound.info("delivery started")
+        keeper = asyncio.create_task(self._keep_lease(claim.delivery_id))
+        try:
+            async with asyncio.timeout(spec.timeout_s):
+                result = await configured.handler.handle(claim.event, ctx)
+        except HandlerError as exc:
+            await self._failed(claim, configured, exc.message, exc.blame, exc.retryable, exc.retry_after, bound)
+            return
+        except TimeoutError:
+            await self._failed(claim, configured, f"timed out after {spec.timeout_s:g} s", "unavailable", True, None, bound)
+            return
+        except Exception as exc:
+            bound.exception("handler raised an unexpected error")
+            await self._failed(claim, configured, f"{type(exc).__name__}: {exc}", "relay", True, None, bound)
+            return
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+        await self.store.succeed(claim, self.owner, dict(result) if result else None)
+        bound.info("delivery succeeded", duration_ms=round((time.monotonic() - started) * 1000, 1))
+
+    async def _failed(
+        self, claim: Claim, configured: ConfiguredHandler, error: str, blame: str,
+        retryable: bool, retry_after: float | None, bound: Any,
+    ) -> None:
+        exhausted = claim.attempt >= configured.spec.max_attempts
+        if retryable and not exhausted:
+            delay = configured.retry_delay(claim.attempt, retry_after)
+            await self.store.fail(claim, self.owner, error, blame, time.time() + delay)
+            bound.warning("delivery failed; will retry", error=error, blame=blame, retry_in_s=round(delay, 3))
+        else:
+            await self.store.fail(claim, self.owner, error, blame, None)
+            why = "attempts exhausted" if retryable else "permanent error"
+            bound.error(f"delivery dead-lettered: {why}", error=error, blame=blame)
+
+    async def _keep_lease(self, delivery_id: str) -> None:
+        """A slow handler keeps its claim: renew the lease well before it expires."""
+        while True:
+            await asyncio.sleep(self.lease_s / 3)
+            with contextlib.suppress(StoreUnavailable):
+                await self.store.extend_lease(delivery_id, self.owner, self.lease_s)
+
+
+async def _wait_any(wake: asyncio.Event, stop: asyncio.Event, timeout: float) -> None:
+    waiters = [asyncio.create_task(wake.wait()), asyncio.create_task(stop.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

@@ -1,0 +1,92 @@
+"""Structured logs: JSON lines for machines, a readable console for people, secrets redacted.
+
+Redaction works twice: by key name (anything that looks like a secret, token or signature)
+and by value (every configured secret is scrubbed wherever it appears in any string), so a
+secret pasted into an error message still never reaches the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Iterable, MutableMapping
+from typing import Any
+
+import structlog
+
+__all__ = ["configure_logging", "get_logger"]
+
+REDACTED = "***"
+_SECRET_KEY = re.compile(r"(secret|token|password|authorization|api_key|signature|cookie)", re.I)
+
+
+class _Redactor:
+    def __init__(self, secret_values: Iterable[str]) -> None:
+        self._values = sorted({v for v in secret_values if v}, key=len, reverse=True)
+
+    def _scrub(self, value: Any) -> Any:
+        if isinstance(value, str):
+            for secret in self._values:
+                if secret in value:
+                    value = value.replace(secret, REDACTED)
+            return value
+        if isinstance(value, dict):
+            return {k: REDACTED if _SECRET_KEY.search(str(k)) else self._scrub(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._scrub(v) for v in value]
+        return value
+
+    def __call__(
+        self, _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        for key, value in list(event_dict.items()):
+            if _SECRET_KEY.search(key):
+                event_dict[key] = REDACTED
+            else:
+                event_dict[key] = self._scrub(value)
+        return event_dict
+
+
+def configure_logging(
+    level: str = "info", fmt: str = "auto", secret_values: Iterable[str] = ()
+) -> None:
+    """Set up structlog and the stdlib root logger (uvicorn's and httpx's logs go through it)."""
+    json_output = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+    redactor = _Redactor(secret_values)
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redactor,
+    ]
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if json_output
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    structlog.configure(
+        processors=[*shared, structlog.processors.format_exc_info, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("httpx", "httpcore", "aiosqlite", "sqlalchemy.engine"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Our request log replaces uvicorn's access log (which would print callback tokens).
+    logging.getLogger("uvicorn.access").disabled = True
+
+
+def get_logger(name: str = "aimusic_relay") -> structlog.stdlib.BoundLogger:
+    logger: structlog.stdlib.BoundLogger = structlog.get_logger(name)
+    return logger

@@ -1,0 +1,66 @@
+"""Small HTTP helpers shared by the route modules."""
+
+from __future__ import annotations
+
+import hmac
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+__all__ = ["BodyTooLarge", "error", "present", "read_body", "require_admin"]
+
+
+class BodyTooLarge(Exception):
+    """The request body passed the limit; we stopped reading it."""
+
+
+def error(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The contract's error body: `{"error": code, "detail": text}`; never echoes secrets."""
+    return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refusing as soon as it passes `limit` (chunked bodies included)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def require_admin(request: Request, token: str | None) -> JSONResponse | None:
+    """None when the bearer token matches `RELAY_ADMIN_TOKEN`, else the 401 to send."""
+    if token is None:
+        return error(401, "admin_disabled", "the admin API is disabled: set RELAY_ADMIN_TOKEN")
+    header = request.headers.get("authorization", "")
+    scheme, _, presented = header.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        presented.strip().encode(), token.encode()
+    ):
+        return error(401, "unauthorized", "send Authorization: Bearer <RELAY_ADMIN_TOKEN>")
+    return None
+
+
+def present(value: Any) -> Any:
+    """Rows for JSON: `*_at` unix times become ISO 8601, raw bytes are dropped."""
+    if isinstance(value, dict):
+        shown: dict[str, Any] = {}
+        for key, item in value.items():
+            if isinstance(item, bytes):
+                continue
+            if key.endswith("_at") and isinstance(item, int | float):
+                shown[key] = datetime.fromtimestamp(item, tz=UTC).isoformat()
+            else:
+                shown[key] = present(item)
+        return shown
+    if isinstance(value, list):
+        return [present(item) for item in value]
+    return value

@@ -1,0 +1,116 @@
+"""`POST /webhooks/aimusic[/{token}]`: verify, store in one transaction, answer, wake.
+
+Order matters: cheap refusals first (size, type), then the signature on the exact raw bytes,
+and only then parsing. Nothing is stored before the signature holds; 200 is sent only after
+the commit, so a 200 means durable.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from receiver.errors import SignatureError, StoreUnavailable
+from receiver.logging import get_logger
+from receiver.models import CallbackBody, normalise
+from receiver.routes._http import BodyTooLarge, error, read_body
+from receiver.services import Services
+from receiver.signing import verify_callback
+from receiver.store import Inbound
+
+__all__ = ["routes"]
+
+log = get_logger("aimusic_relay.webhooks")
+
+_PLATFORM_ALIASES = {"suno": "sonic", "sonic": "sonic", "producer": "producer", "nuro": "nuro"}
+
+
+async def receive(request: Request) -> Response:
+    services: Services = request.app.state.services
+    settings = services.settings
+    token = request.path_params.get("token")
+
+    if not request.headers.get("content-type", "").lower().startswith("application/json"):
+        return error(415, "unsupported_media_type", "send Content-Type: application/json")
+    try:
+        task_ref = services.tokens.loads(token) if token is not None else None
+        secrets = services.tokens.task_secrets(task_ref) if task_ref else settings.webhook_secrets
+    except SignatureError as exc:
+        return _rejected(exc)
+    if not secrets:
+        return error(401, "no_secret", "this route needs AIMUSIC_WEBHOOK_SECRET to be set")
+    try:
+        body = await read_body(request, settings.relay_max_body_bytes)
+    except BodyTooLarge:
+        return error(413, "too_large", f"body over {settings.relay_max_body_bytes} bytes")
+    try:
+        verify_callback(secrets, request.headers, body, now=time.time())
+    except SignatureError as exc:
+        return _rejected(exc)
+
+    try:
+        parsed = CallbackBody.model_validate(json.loads(body))
+    except (ValueError, ValidationError) as exc:
+        return error(400, "bad_payload", f"not the provider's callback JSON: {_first_line(exc)}")
+    if parsed.task_id is None and task_ref is None:
+        return error(400, "bad_payload", "the callback names no task_id")
+
+    header_event = request.headers.get("x-webhook-event")
+    inbound = Inbound(
+        source="callback",
+        body=body,
+        platform=_platform(parsed),
+        clips=normalise(parsed, header_event),
+        task_id=parsed.task_id,
+        task_ref=task_ref,
+        webhook_id=request.headers.get("x-webhook-id") or request.headers.get("idempotency-key"),
+        event_header=header_event,
+        message=parsed.message,
+    )
+    try:
+        result = await services.store.record_inbound(inbound, services.handlers.route)
+    except StoreUnavailable as exc:
+        log.warning("callback refused: store unavailable", error=str(exc))
+        return error(503, "store_unavailable", "storage is unavailable; retry later",
+                     headers={"Retry-After": "5"})
+    outcome = "duplicate" if result.duplicate else "accepted"
+    log.info(
+        "callback " + outcome,
+        task_id=parsed.task_id, task_ref=result.task_ref, webhook_id=inbound.webhook_id,
+        webhook_event=header_event, events=len(result.event_ids), deliveries=result.deliveries,
+    )
+    return JSONResponse({"status": outcome, "events": list(result.event_ids)})
+
+
+def _rejected(exc: SignatureError) -> Response:
+    log.warning("callback rejected", reason=exc.reason)
+    return error(401, exc.reason, exc.detail)
+
+
+def _platform(body: CallbackBody) -> str:
+    if body.platform:
+        return _PLATFORM_ALIASES.get(body.platform.lower(), body.platform.lower())
+    for clip in body.data:
+        fields: dict[str, Any] = clip.model_dump()
+        model = str(fields.get("mv") or "")
+        if model.startswith(("sonic", "chirp")):
+            return "sonic"
+        if "sound" in (clip.model_extra or {}) or clip.sound is not None:
+            return "producer"
+    return "unknown"
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0][:200]
+
+
+routes = [
+    Route("/webhooks/aimusic", receive, methods=["POST"]),
+    Route("/webhooks/aimusic/{token}", receive, methods=["POST"]),
+]

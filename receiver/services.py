@@ -1,0 +1,56 @@
+"""The long-lived parts one relay process shares, built once from `Settings` (no globals)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import httpx
+
+from handlers.registry import HandlerRegistry
+from receiver import __version__
+from receiver.config import Settings
+from receiver.routing import HandlerSet, load_handler_set
+from receiver.signing import CallbackTokens
+from receiver.spool import DownloadPolicy
+from receiver.store import SqlStore, open_store
+from receiver.upstream import UpstreamClient
+
+__all__ = ["Services", "build_services"]
+
+
+@dataclasses.dataclass(slots=True)
+class Services:
+    """Settings, store, handlers, tokens and HTTP clients for one process."""
+
+    settings: Settings
+    store: SqlStore
+    handlers: HandlerSet
+    tokens: CallbackTokens
+    http: httpx.AsyncClient
+    upstream: UpstreamClient
+
+    @property
+    def download_policy(self) -> DownloadPolicy:
+        return DownloadPolicy(allow_private_networks=self.settings.relay_allow_private_networks)
+
+    async def aclose(self) -> None:
+        await self.upstream.aclose()
+        await self.http.aclose()
+        await self.store.close()
+
+
+def build_services(settings: Settings, *, registry: HandlerRegistry | None = None) -> Services:
+    """Build everything; handler config errors surface here, before anything is opened."""
+    handlers = load_handler_set(settings.config_path, registry or HandlerRegistry.with_plugins())
+    headers: dict[str, Any] = {"User-Agent": f"aimusic-relay/{__version__}"}
+    http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0), headers=headers)
+    api_key = settings.aimusic_api_key.get_secret_value() if settings.aimusic_api_key else None
+    return Services(
+        settings=settings,
+        store=open_store(settings.database_url),
+        handlers=handlers,
+        tokens=CallbackTokens(settings.secret_keys),
+        http=http,
+        upstream=UpstreamClient(settings.aimusic_base_url, api_key),
+    )

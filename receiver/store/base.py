@@ -1,0 +1,109 @@
+"""The narrow `Store` interface every backend implements, and the records that cross it."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal, Protocol
+
+from receiver.models import Event, EventKind
+
+__all__ = [
+    "Claim",
+    "IngestResult",
+    "Inbound",
+    "NewTask",
+    "Router",
+    "Store",
+]
+
+Router = Callable[[str, str, Mapping[str, str], Sequence[str] | None], list[str]]
+"""(kind, platform, labels, task's own handler choice) → handler names to deliver to."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NewTask:
+    """A task the relay is about to create upstream; stored before the create call."""
+
+    id: str
+    family: str
+    platform: str
+    prompt: str | None
+    params: Mapping[str, Any]
+    labels: Mapping[str, str]
+    handlers: Sequence[str] | None
+    deadline_at: float | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Inbound:
+    """A verified callback (or poll answer) reduced to what the store needs."""
+
+    source: Literal["callback", "poll"]
+    body: bytes
+    platform: str
+    clips: Sequence[tuple[EventKind, str, Mapping[str, Any]]]
+    task_id: str | None = None
+    task_ref: str | None = None
+    webhook_id: str | None = None
+    event_header: str | None = None
+    message: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class IngestResult:
+    """What one inbound changed: nothing (a duplicate), or new events and deliveries."""
+
+    duplicate: bool
+    task_ref: str | None
+    event_ids: tuple[str, ...] = ()
+    deliveries: int = 0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Claim:
+    """A delivery this worker now holds a lease on."""
+
+    delivery_id: str
+    handler: str
+    attempt: int
+    event: Event
+
+
+class Store(Protocol):
+    """Durable tasks, events and the delivery outbox. All writes are single transactions."""
+
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def ping(self) -> str | None:
+        """Reach the database; return the schema revision."""
+        ...
+
+    def add_listener(self, wake: Callable[[], None]) -> None:
+        """Call `wake` after a commit that made deliveries due."""
+        ...
+
+    async def create_task(self, task: NewTask) -> None: ...
+    async def task_submitted(self, task_ref: str, upstream_id: str) -> None: ...
+    async def task_state(self, task_ref: str, state: str, error: str | None = None) -> None: ...
+    async def record_inbound(self, inbound: Inbound, route: Router) -> IngestResult: ...
+
+    async def claim(self, owner: str, limit: int, lease_s: float) -> list[Claim]: ...
+    async def extend_lease(self, delivery_id: str, owner: str, lease_s: float) -> bool: ...
+    async def succeed(
+        self, claim: Claim, owner: str, result: Mapping[str, Any] | None
+    ) -> bool: ...
+    async def fail(
+        self, claim: Claim, owner: str, error: str, blame: str, retry_at: float | None
+    ) -> bool: ...
+    async def next_due_at(self) -> float | None: ...
+    async def event_settled(self, event_id: str) -> bool: ...
+    async def results_for_event(self, event_id: str) -> dict[str, Mapping[str, Any]]: ...
+
+    async def get_task(self, task_id: str) -> dict[str, Any] | None: ...
+    async def task_detail(self, task_id: str) -> dict[str, Any] | None: ...
+    async def list_tasks(self, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]: ...
+    async def list_events(self, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]: ...
+    async def list_deliveries(
+        self, state: str | None = None, limit: int = 50, offset: int = 0
+    ) -> list[dict[str, Any]]: ...

@@ -1,0 +1,56 @@
+"""Engines per dialect: URL translation and the SQLite settings that make it a safe queue."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+__all__ = ["async_url", "make_engines"]
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+def async_url(database_url: str) -> str:
+    if database_url.startswith("postgres://"):
+        database_url = "postgresql://" + database_url[len("postgres://") :]
+    if database_url.startswith("postgresql://"):
+        return "postgresql+psycopg://" + database_url[len("postgresql://") :]
+    if database_url.startswith("sqlite:///"):
+        return "sqlite+aiosqlite:///" + database_url[len("sqlite:///") :]
+    return database_url
+
+
+def make_engines(database_url: str) -> tuple[AsyncEngine, AsyncEngine]:
+    """(writer, reader). SQLite gets one writer connection that takes the lock up front
+    (`BEGIN IMMEDIATE`), so concurrent writers queue instead of failing on lock upgrade;
+    readers never block thanks to WAL.
+    """
+    url = async_url(database_url)
+    if not url.startswith("sqlite"):
+        engine = create_async_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True)
+        return engine, engine
+    writer = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
+    reader = create_async_engine(url, pool_size=4, max_overflow=4)
+    _sqlite_pragmas(writer, immediate=True)
+    _sqlite_pragmas(reader, immediate=False)
+    return writer, reader
+
+
+def _sqlite_pragmas(engine: AsyncEngine, *, immediate: bool) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let us issue BEGIN ourselves (pysqlite's implicit transactions defer the lock).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        # FULL: a commit is on disk before we answer 200 (survives power loss, not only kill -9).
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

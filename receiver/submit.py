@@ -1,0 +1,102 @@
+"""Submitting a task: the one function behind `POST /api/tasks`, `aimusic-relay submit` and the demo.
+
+The task is stored *before* the create call, so a crash mid-call leaves a record; a create whose
+outcome is unknown (timeout, 5xx) is marked `unknown` and never sent again automatically,
+because a second create would cost credits for a song nobody asked for twice.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+import uuid
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from receiver.errors import OutcomeUnknown, RelayError, UpstreamError
+from receiver.logging import get_logger
+from receiver.services import Services
+from receiver.store import NewTask
+
+__all__ = ["SubmitRequest", "callbacks_enabled", "submit"]
+
+log = get_logger("aimusic_relay.submit")
+
+
+class SubmitRequest(BaseModel):
+    """`POST /api/tasks` body."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    family: Literal["producer"] = "producer"
+    params: dict[str, Any] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict)
+    handlers: list[str] | None = None
+
+
+class SubmitRefused(RelayError):
+    """The request names something that does not exist (e.g. a handler)."""
+
+
+def callbacks_enabled(services: Services) -> bool:
+    """Send `webhook_url`? `auto`: when the provider can reach us (public HTTPS), or when the
+    upstream is itself local (the sandbox), which can reach a local relay."""
+    settings = services.settings
+    if settings.relay_callbacks != "auto":
+        return settings.relay_callbacks == "on"
+    if settings.upstream_is_local:
+        return True
+    parts = urlsplit(settings.public_url)
+    host = parts.hostname or ""
+    if parts.scheme != "https" or host == "localhost":
+        return False
+    try:
+        return ipaddress.ip_address(host).is_global
+    except ValueError:
+        return True
+
+
+async def submit(services: Services, request: SubmitRequest) -> dict[str, Any]:
+    """Create the task upstream and return the stored task (state `submitted` or `unknown`)."""
+    if request.handlers is not None:
+        unknown = [name for name in request.handlers if services.handlers.get(name) is None]
+        if unknown:
+            known = ", ".join(h.name for h in services.handlers)
+            raise SubmitRefused(f"unknown handler(s) {', '.join(unknown)}; configured: {known}")
+    ref = uuid.uuid4().hex
+    params = dict(request.params)
+    params.setdefault("task_type", "create_music")
+    stored_params = dict(params)
+    if callbacks_enabled(services):
+        token = services.tokens.dumps(ref)
+        params["webhook_url"] = f"{services.settings.public_url}/webhooks/aimusic/{token}"
+        params["webhook_secret"] = services.tokens.task_secrets(ref)[0]
+        stored_params["webhook_url"] = params["webhook_url"]
+    prompt = params.get("sound") or params.get("lyrics") or params.get("prompt")
+    await services.store.create_task(
+        NewTask(
+            id=ref, family=request.family, platform=request.family,
+            prompt=str(prompt) if prompt else None, params=stored_params,
+            labels=request.labels, handlers=request.handlers,
+            deadline_at=time.time() + services.settings.relay_task_deadline_s,
+        )
+    )
+    bound = log.bind(task_ref=ref, family=request.family)
+    try:
+        answer = await services.upstream.create_producer(params)
+    except OutcomeUnknown as exc:
+        await services.store.task_state(ref, "unknown", exc.message)
+        bound.warning("create outcome unknown; not re-sent", error=exc.message)
+    except UpstreamError as exc:
+        await services.store.task_state(ref, "failed", exc.message)
+        bound.warning("create refused", status=exc.status, error=exc.message)
+        raise
+    else:
+        await services.store.task_submitted(ref, answer.task_id)
+        bound.info("task submitted", task_id=answer.task_id)
+    task = await services.store.get_task(ref)
+    if task is None:  # pragma: no cover - we just wrote it
+        raise RelayError(f"task {ref} vanished after submit")
+    return task
