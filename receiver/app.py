@@ -31,6 +31,7 @@ async def start_dispatcher(services: Services) -> AsyncIterator[Dispatcher]:
         spool_root=services.settings.relay_spool_dir,
         download_policy=services.download_policy,
         public_url=services.settings.public_url,
+        lease_s=services.settings.relay_lease_s,
     )
     stop = asyncio.Event()
     task = asyncio.create_task(dispatcher.run(stop))

@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     relay_allow_private_networks: bool = False
     relay_max_body_bytes: int = Field(default=1024 * 1024, gt=0)
     relay_spool_dir: Path = Path(tempfile.gettempdir()) / "aimusic-relay-spool"
+    relay_lease_s: float = Field(default=60.0, gt=0)
     relay_log_level: str = "info"
     relay_log_format: Literal["auto", "json", "console"] = "auto"
     port: int = Field(default=8000, ge=1, le=65535)

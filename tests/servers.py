@@ -79,6 +79,7 @@ class Process:
     def kill9(self) -> None:
         self.popen.send_signal(signal.SIGKILL)
         self.popen.wait(timeout=10)
+        self._log.close()
 
     def stop(self) -> int:
         if self.popen.poll() is None:

@@ -87,7 +87,13 @@ def media_app(media: Media) -> Starlette:
 
     async def big(request: Request) -> Response:
         seen(request)
-        return Response(b"x" * (1 << 20), media_type="audio/wav")
+
+        async def body() -> AsyncIterator[bytes]:
+            await asyncio.sleep(1.0)  # only the declared length can refuse this in time
+            yield b"x"
+
+        headers = {"Content-Length": str(1 << 30)}
+        return StreamingResponse(body(), media_type="audio/wav", headers=headers)
 
     async def endless(request: Request) -> Response:
         async def body() -> AsyncIterator[bytes]:
@@ -312,7 +318,7 @@ async def test_content_length_over_the_cap_is_refused(
 ) -> None:
     """A declared size over max_bytes fails permanently and leaves no file."""
     with pytest.raises(HandlerError) as caught:
-        await make_spool(max_bytes=1000).fetch(f"{media.url}/big.wav?{tag}")
+        await make_spool(max_bytes=1000, read_timeout_s=0.5).fetch(f"{media.url}/big.wav?{tag}")
     assert (False, True) == (
         caught.value.retryable,
         "larger than 1000 bytes" in caught.value.message,
@@ -326,7 +332,7 @@ async def test_endless_body_is_cut_off_at_the_cap(
     """A chunked body without end stops just past max_bytes; the server sees the hang-up."""
     media.endless_closed.clear()
     with pytest.raises(HandlerError) as caught:
-        await make_spool(max_bytes=256 * 1024).fetch(f"{media.url}/endless.mp3")
+        await make_spool(max_bytes=256 * 1024, timeout_s=5).fetch(f"{media.url}/endless.mp3")
     assert caught.value.retryable is False
     assert await asyncio.to_thread(media.endless_closed.wait, 5)
     assert media.endless_sent[0] < 32 * 1024 * 1024

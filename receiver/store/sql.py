@@ -325,6 +325,9 @@ class SqlStore(Queries):
                 )
             )
             held = bool(done.rowcount)
+            if not held:
+                # Our lease expired and another worker took over: its attempt is the record.
+                return False
             await conn.execute(
                 attempts.update()
                 .where(attempts.c.delivery_id == claim.delivery_id,
@@ -334,9 +337,9 @@ class SqlStore(Queries):
                     finished_at=now, error=error, blame=blame,
                 )
             )
-        if held and state == "pending":
+        if state == "pending":
             self._notify()
-        return held
+        return True
 
     async def next_due_at(self) -> float | None:
         async with self._read() as conn:

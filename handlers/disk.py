@@ -1,0 +1,290 @@
+"""The `disk` handler: file each finished song (audio, cover, metadata, lyrics) under a directory.
+
+Names come from a template filled with values the provider controls (titles, ids), so every
+value is sanitised and the result must stay inside the configured directory. Files are put in
+place with an atomic rename, so a replay overwrites the same names instead of adding copies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import string
+import unicodedata
+from datetime import UTC
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from handlers.base import HandlerContext, HandlerError, SpooledFile
+from receiver.models import Event
+
+__all__ = ["DiskHandler", "safe_name"]
+
+TEMPLATE_FIELDS = frozenset({"date", "title", "clip_id", "task_id", "platform", "ext"})
+"""The names a template may use."""
+
+_SONG_KINDS = frozenset({"song.completed", "song.streaming"})
+_FAILURE_KINDS = frozenset({"song.failed", "task.timed_out"})
+_RESERVED = frozenset(
+    {"CON", "PRN", "AUX", "NUL"} | {f"{port}{n}" for port in ("COM", "LPT") for n in range(1, 10)}
+)
+_WINDOWS_FORBIDDEN = frozenset('/\\<>:"|?*')
+_MAX_CHARS = 100
+_MAX_VALUE_BYTES = 120
+_MAX_STEM_BYTES = 200  # leaves room for ".failed.json" and temp names within NAME_MAX (255)
+_EXTENSIONS = {
+    "audio/wav": "wav",
+    "audio/wave": "wav",
+    "audio/x-wav": "wav",
+    "audio/vnd.wave": "wav",
+    "audio/mpeg": "mp3",
+    "audio/mp3": "mp3",
+    "audio/mp4": "m4a",
+    "audio/m4a": "m4a",
+    "audio/x-m4a": "m4a",
+    "audio/aac": "aac",
+    "audio/flac": "flac",
+    "audio/x-flac": "flac",
+    "audio/ogg": "ogg",
+    "audio/webm": "webm",
+    "image/png": "png",
+    "image/jpeg": "jpg",
+    "image/jpg": "jpg",
+    "image/webp": "webp",
+    "image/gif": "gif",
+    "video/mp4": "mp4",
+}
+
+
+def safe_name(value: str) -> str:
+    """One file-name component for `value` that is harmless on Linux, macOS and Windows."""
+    text = unicodedata.normalize("NFKC", value)
+    text = "".join(
+        "_" if ch in _WINDOWS_FORBIDDEN else ch
+        for ch in text
+        if not unicodedata.category(ch).startswith("C")  # control, format, unassigned
+    )
+    text = " ".join(text.split()).lstrip(". ")
+    text = text[:_MAX_CHARS]
+    while len(text.encode()) > _MAX_VALUE_BYTES:
+        text = text[:-1]
+    text = text.rstrip(". ")  # Windows drops trailing dots and spaces
+    if not text:
+        return "untitled"
+    if text.split(".", 1)[0].strip().upper() in _RESERVED:
+        return f"_{text}"
+    return text
+
+
+class DiskHandler:
+    """Writes `<stem>.<ext>` (audio), the cover, `<stem>.json` and `<stem>.txt` under `path`."""
+
+    class Config(BaseModel):
+        """Options of one `type = "disk"` entry in relay.toml."""
+
+        model_config = ConfigDict(extra="forbid")
+
+        path: str = "songs"
+        template: str = "{date}/{title}-{clip_id}.{ext}"
+        cover: bool = True
+        metadata: bool = True
+        lyrics: bool = True
+
+        @field_validator("template")
+        @classmethod
+        def _check_template(cls, template: str) -> str:
+            try:
+                parsed = list(string.Formatter().parse(template))
+            except ValueError as exc:
+                raise ValueError(f"template {template!r} is not a valid format: {exc}") from exc
+            for _literal, field, spec, conversion in parsed:
+                if field is None:
+                    continue
+                if field not in TEMPLATE_FIELDS:
+                    allowed = ", ".join(sorted(TEMPLATE_FIELDS))
+                    raise ValueError(f"unknown template field {{{field}}}; use one of {allowed}")
+                if spec or conversion:
+                    raise ValueError(f"template field {{{field}}} takes no format or conversion")
+            if not template.endswith(".{ext}"):
+                raise ValueError("template must end with .{ext}")
+            literal_parts = PurePosixPath(template.replace("\\", "/"))
+            if literal_parts.is_absolute() or ".." in literal_parts.parts:
+                raise ValueError("template must be a relative path without '..'")
+            return template
+
+    def __init__(self, name: str, config: DiskHandler.Config) -> None:
+        self.name = name
+        self.config = config
+
+    async def handle(self, event: Event, ctx: HandlerContext) -> dict[str, Any] | None:
+        """File a song or a failure; raise a permanent HandlerError when that cannot work."""
+        if event.kind in _FAILURE_KINDS:
+            failed = self._target(event, "failed.json")
+            await asyncio.to_thread(_write_json, failed, self._failure(event))
+            return {"path": None, "cover": None, "metadata": str(failed)}
+        if event.kind not in _SONG_KINDS:
+            return None
+        if not event.audio_url:
+            raise HandlerError(
+                f"{event.kind} for clip {event.clip_id} has no audio URL", retryable=False
+            )
+        audio = await ctx.spool.fetch(event.audio_url)
+        ext = _extension(audio, default="mp3")
+        target = self._target(event, ext)
+        stem = target.name[: -len(ext) - 1]
+        await asyncio.to_thread(_place, audio.path, target)
+
+        cover: Path | None = None
+        if self.config.cover and event.image_url:
+            try:
+                image = await ctx.spool.fetch(event.image_url)
+            except HandlerError as exc:
+                if exc.retryable:
+                    raise
+                ctx.log.warning("cover skipped", handler=self.name, reason=exc.message)
+            else:
+                cover = target.with_name(f"{stem}.{_extension(image, default='jpg')}")
+                await asyncio.to_thread(_place, image.path, cover)
+
+        lyrics = event.clip.get("lyrics")
+        if self.config.lyrics and isinstance(lyrics, str) and lyrics.strip():
+            await asyncio.to_thread(_write_text, target.with_name(f"{stem}.txt"), lyrics)
+
+        metadata: Path | None = None
+        if self.config.metadata:
+            metadata = target.with_name(f"{stem}.json")
+            details = self._metadata(event, audio=target.name, cover=cover.name if cover else None)
+            await asyncio.to_thread(_write_json, metadata, details)
+        return {
+            "path": str(target),
+            "cover": str(cover) if cover else None,
+            "metadata": str(metadata) if metadata else None,
+        }
+
+    def _target(self, event: Event, ext: str) -> Path:
+        """The rendered template under `path`, refused unless it stays inside `path`."""
+        values = {
+            "date": event.received_at.astimezone(UTC).date().isoformat(),
+            "title": event.title,
+            "clip_id": event.clip_id,
+            "task_id": event.task_id,
+            "platform": event.platform,
+        }
+        safe = {key: safe_name(value) for key, value in values.items()}
+        relative = self.config.template.format(**safe, ext=safe_name(ext))
+        *folders, name = [part for part in relative.replace("\\", "/").split("/") if part]
+        parts = [_fit(folder, "") for folder in folders] + [_fit(name, f".{ext}")]
+        base = Path(self.config.path).resolve()
+        target = base.joinpath(*parts).resolve()
+        if base not in target.parents:
+            raise HandlerError(
+                f"rendered file name for clip {event.clip_id} leaves {base}", retryable=False
+            )
+        return target
+
+    def _metadata(self, event: Event, *, audio: str, cover: str | None) -> dict[str, Any]:
+        clip = event.clip
+        return {
+            "event_id": event.id,
+            "event": event.kind,
+            "task_id": event.task_id,
+            "clip_id": event.clip_id,
+            "platform": event.platform,
+            "title": event.title,
+            "tags": clip.get("tags"),
+            "duration": clip.get("duration"),
+            "prompt": event.prompt,
+            "labels": dict(event.labels),
+            "received_at": event.received_at.isoformat(),
+            "audio_url": _without_query(event.audio_url),
+            "image_url": _without_query(event.image_url),
+            "files": {"audio": audio, "cover": cover},
+        }
+
+    def _failure(self, event: Event) -> dict[str, Any]:
+        reason = event.error or event.clip.get("error_message") or event.clip.get("error")
+        if not reason:
+            reason = "timed out" if event.kind == "task.timed_out" else "unknown"
+        return {
+            "event_id": event.id,
+            "event": event.kind,
+            "reason": str(reason),
+            "task_id": event.task_id,
+            "clip_id": event.clip_id,
+            "platform": event.platform,
+            "title": event.title,
+            "prompt": event.prompt,
+            "labels": dict(event.labels),
+            "received_at": event.received_at.isoformat(),
+        }
+
+
+def _extension(spooled: SpooledFile, *, default: str) -> str:
+    """From the content type, else the URL's suffix, else `default`."""
+    known = _EXTENSIONS.get(spooled.content_type or "")
+    if known:
+        return known
+    suffix = PurePosixPath(urlsplit(spooled.url).path).suffix.lower().lstrip(".")
+    return suffix if re.fullmatch(r"[a-z0-9]{1,8}", suffix) else default
+
+
+def _fit(name: str, suffix: str) -> str:
+    """Shorten a path component too long for the file system, deterministically and uniquely."""
+    stem = name[: -len(suffix)] if suffix and name.endswith(suffix) else name
+    if len(stem.encode()) <= _MAX_STEM_BYTES:
+        return name
+    digest = hashlib.sha256(stem.encode()).hexdigest()[:10]
+    while len(stem.encode()) > _MAX_STEM_BYTES - len(digest) - 1:
+        stem = stem[:-1]
+    return f"{stem}~{digest}{suffix}"
+
+
+def _without_query(url: str | None) -> str | None:
+    """The URL without credentials, query or fragment: signed CDN links carry secrets there."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc = f"{netloc}:{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _place(source: Path, target: Path) -> None:
+    """Hard-link (or copy) `source` to a temp name beside `target`, then rename over it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = target.with_name(f".tmp-{secrets.token_hex(8)}")
+    try:
+        try:
+            os.link(source, temp)
+        except OSError:
+            shutil.copyfile(source, temp)
+        os.replace(temp, target)
+    finally:
+        # rename() is a no-op when both names are already links to one file; drop the temp.
+        with contextlib.suppress(OSError):
+            temp.unlink(missing_ok=True)
+
+
+def _write_text(target: Path, text: str) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = target.with_name(f".tmp-{secrets.token_hex(8)}")
+    try:
+        temp.write_text(text, encoding="utf-8")
+        os.replace(temp, target)
+    finally:
+        with contextlib.suppress(OSError):
+            temp.unlink(missing_ok=True)
+
+
+def _write_json(target: Path, data: dict[str, Any]) -> None:
+    _write_text(target, json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")

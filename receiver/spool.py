@@ -1,0 +1,328 @@
+"""Download each URL of an event once, to a local file that every handler of that event reads.
+
+Audio can be hundreds of megabytes and the URL comes from a third party, so a download is
+streamed to disk (memory stays flat), capped in size and time, limited to media content types,
+and refused when the host resolves to an address that is not globally routable (SSRF guard).
+
+The finished file lives at `root/<event id>/<sha256(url)[:16]><ext>` next to a `.meta.json`
+sidecar; the sidecar is written last, so its presence means the file is complete and any later
+call (another handler, a retry, another process) reuses it instead of downloading again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import email.utils
+import hashlib
+import ipaddress
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import weakref
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import IO, Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from handlers.base import HandlerError, SpooledFile
+
+__all__ = ["DownloadPolicy", "Spool"]
+
+_ALLOWED_TYPES = frozenset({"application/octet-stream", "binary/octet-stream"})
+_ALLOWED_FAMILIES = ("audio/", "image/", "video/")
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_WRITE_BUFFER = 1024 * 1024
+
+# A Spool serves one event, and the dispatcher may build one per delivery, so the lock that
+# makes concurrent fetches of one URL download once must be shared by every Spool in the
+# process. Keyed by (event loop, file path); an entry lives only while a fetch holds it.
+_LOCKS: weakref.WeakValueDictionary[tuple[int, str], asyncio.Lock] = weakref.WeakValueDictionary()
+
+_IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DownloadPolicy:
+    """Limits for every download; `allow_private_networks` is for the sandbox and tests only."""
+
+    allow_private_networks: bool = False
+    max_bytes: int = 512 * 1024 * 1024
+    timeout_s: float = 300.0
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = 30.0
+    max_redirects: int = 5
+
+
+class Spool:
+    """The shared download area of ONE event (implements `handlers.base.SpoolAccess`).
+
+    Every hop of a download (the URL and each redirect) is resolved with `getaddrinfo` and
+    refused if any address is not public. The checked address is not pinned: httpx resolves
+    the name again when it connects, so a DNS server that answers differently within that
+    window (DNS rebinding) could still steer the connection. Pinning needs a guarded network
+    backend on the shared client, which this class does not own.
+    """
+
+    def __init__(
+        self, root: Path, event_id: str, http: httpx.AsyncClient, policy: DownloadPolicy
+    ) -> None:
+        self._dir = Path(root) / _safe_component(event_id)
+        self._http = http
+        self._policy = policy
+
+    async def fetch(self, url: str) -> SpooledFile:
+        """Return the spooled copy of `url`, downloading it first unless it is already there."""
+        target = self._dir / (hashlib.sha256(url.encode()).hexdigest()[:16] + _url_suffix(url))
+        key = (id(asyncio.get_running_loop()), str(target))
+        lock = _LOCKS.get(key)
+        if lock is None:
+            lock = _LOCKS[key] = asyncio.Lock()
+        async with lock:
+            found = _load_finished(target, url)
+            if found is not None:
+                return found
+            try:
+                async with asyncio.timeout(self._policy.timeout_s):
+                    return await self._download(url, target)
+            except (TimeoutError, httpx.TimeoutException) as exc:
+                raise HandlerError(
+                    f"download from {_where(url)} timed out", blame="unavailable"
+                ) from exc
+
+    def cleanup(self) -> None:
+        """Remove this event's spool directory once all its deliveries are finished."""
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    async def _download(self, url: str, target: Path) -> SpooledFile:
+        current = url
+        for _hop in range(self._policy.max_redirects + 1):
+            await self._check_destination(current)
+            timeout = httpx.Timeout(
+                self._policy.read_timeout_s,
+                connect=self._policy.connect_timeout_s,
+                pool=self._policy.connect_timeout_s,
+            )
+            try:
+                request = self._http.build_request(
+                    "GET", current, headers={"Accept-Encoding": "identity"}, timeout=timeout
+                )
+                response = await self._http.send(request, stream=True, follow_redirects=False)
+            except httpx.TimeoutException:
+                raise
+            except httpx.HTTPError as exc:
+                raise HandlerError(
+                    f"download from {_where(current)} failed: {type(exc).__name__}",
+                    blame="unavailable",
+                ) from exc
+            try:
+                location = response.headers.get("location")
+                if response.status_code in _REDIRECTS and location:
+                    current = str(httpx.URL(current).join(location))
+                    continue
+                _check_response(response, current, self._policy.max_bytes)
+                return await self._save(response, url, target)
+            finally:
+                await response.aclose()
+        raise HandlerError(
+            f"download from {_where(url)} refused: more than "
+            f"{self._policy.max_redirects} redirects",
+            retryable=False,
+        )
+
+    async def _check_destination(self, url: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            raise HandlerError(
+                f"download from {_where(url)} refused: only http and https URLs are fetched",
+                retryable=False,
+            )
+        if self._policy.allow_private_networks:
+            return
+        try:
+            port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                parts.hostname, port, type=socket.SOCK_STREAM
+            )
+        except (OSError, ValueError) as exc:
+            raise HandlerError(
+                f"download from {_where(url)} failed: cannot resolve the host",
+                blame="unavailable",
+            ) from exc
+        for info in infos:
+            address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+            if not _is_public(address):
+                raise HandlerError(
+                    f"download from {_where(url)} refused: {address} is not a public address "
+                    "(set RELAY_ALLOW_PRIVATE_NETWORKS=true for local sources)",
+                    retryable=False,
+                )
+
+    async def _save(self, response: httpx.Response, url: str, target: Path) -> SpooledFile:
+        """Stream the body to a unique temp file, then rename it into place and write the meta."""
+        await asyncio.to_thread(target.parent.mkdir, parents=True, exist_ok=True)
+        temp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.part")
+        size = 0
+        try:
+            handle: IO[bytes] = await asyncio.to_thread(temp.open, "wb")
+            with handle:
+                buffer = bytearray()
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > self._policy.max_bytes:
+                        raise _too_big(url, self._policy.max_bytes)
+                    buffer += chunk
+                    if len(buffer) >= _WRITE_BUFFER:
+                        await asyncio.to_thread(handle.write, bytes(buffer))
+                        buffer.clear()
+                await asyncio.to_thread(handle.write, bytes(buffer))
+            os.replace(temp, target)
+        except httpx.TimeoutException:
+            raise
+        except httpx.HTTPError as exc:
+            raise HandlerError(
+                f"download from {_where(url)} broke off: {type(exc).__name__}",
+                blame="unavailable",
+            ) from exc
+        finally:
+            with contextlib.suppress(OSError):
+                temp.unlink(missing_ok=True)
+        found = SpooledFile(url=url, path=target, size=size, content_type=_media_type(response))
+        _store_meta(target, found)
+        return found
+
+
+def _check_response(response: httpx.Response, url: str, max_bytes: int) -> None:
+    """Turn a status, size or type we will not accept into a `HandlerError`."""
+    status = response.status_code
+    where = _where(url)
+    if status == 429 or status >= 500:
+        raise HandlerError(
+            f"download from {where} failed: HTTP {status}",
+            retry_after=_retry_after(response) if status in (429, 503) else None,
+            blame="unavailable",
+        )
+    if not 200 <= status < 300:
+        raise HandlerError(
+            f"download from {where} refused: HTTP {status}", retryable=False, blame="unavailable"
+        )
+    length = response.headers.get("content-length", "")
+    if length.isdigit() and int(length) > max_bytes:
+        raise _too_big(url, max_bytes)
+    media = _media_type(response)
+    if media is not None and not (media in _ALLOWED_TYPES or media.startswith(_ALLOWED_FAMILIES)):
+        raise HandlerError(
+            f"download from {where} refused: content type {media} is not audio, image or video",
+            retryable=False,
+        )
+
+
+def _is_public(address: _IPAddress) -> bool:
+    """True only for globally routable unicast addresses, looking inside IPv6 wrappers."""
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is None and address in _NAT64:
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if embedded is not None and not _is_public(embedded):
+            return False
+        if address.ipv4_mapped is not None:
+            return True
+    return address.is_global and not (
+        address.is_multicast
+        or address.is_private
+        or address.is_reserved
+        or address.is_loopback
+        or address.is_link_local
+        or address.is_unspecified
+    )
+
+
+def _load_finished(target: Path, url: str) -> SpooledFile | None:
+    """A previous download of `url` if its sidecar and its file agree, else None."""
+    try:
+        meta: dict[str, Any] = json.loads(_meta_path(target).read_text())
+        size = target.stat().st_size
+    except (OSError, ValueError):
+        return None
+    if meta.get("url") != url or meta.get("size") != size:
+        return None
+    content_type = meta.get("content_type")
+    return SpooledFile(
+        url=url,
+        path=target,
+        size=size,
+        content_type=content_type if isinstance(content_type, str) else None,
+    )
+
+
+def _store_meta(target: Path, found: SpooledFile) -> None:
+    meta = {"url": found.url, "size": found.size, "content_type": found.content_type}
+    final = _meta_path(target)
+    temp = final.with_name(f".{final.name}.{secrets.token_hex(6)}.part")
+    try:
+        temp.write_text(json.dumps(meta))
+        os.replace(temp, final)
+    finally:
+        with contextlib.suppress(OSError):
+            temp.unlink(missing_ok=True)
+
+
+def _meta_path(target: Path) -> Path:
+    return target.with_name(target.name + ".meta.json")
+
+
+def _media_type(response: httpx.Response) -> str | None:
+    value = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    return value or None
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after", "").strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _too_big(url: str, max_bytes: int) -> HandlerError:
+    return HandlerError(
+        f"download from {_where(url)} refused: larger than {max_bytes} bytes", retryable=False
+    )
+
+
+def _where(url: str) -> str:
+    """The host (and port) of `url` for messages; never the path, query or credentials."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "?"
+        port = parts.port
+    except ValueError:
+        return "an invalid URL"
+    return f"{host}:{port}" if port else host
+
+
+def _url_suffix(url: str) -> str:
+    """The URL's file extension if it is short and plain, so spool files keep a useful name."""
+    suffix = PurePosixPath(urlsplit(url).path).suffix.lower()
+    return suffix if re.fullmatch(r"\.[a-z0-9]{1,8}", suffix) else ""
+
+
+def _safe_component(value: str) -> str:
+    """A single path component for `value`: plain characters, no dots in front, unique."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]", "_", value).lstrip(".")[:64]
+    if cleaned == value and cleaned:
+        return cleaned
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{cleaned[:48]}-{digest}" if cleaned else digest
