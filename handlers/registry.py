@@ -68,7 +68,9 @@ class HandlerRegistry:
             module = importlib.import_module(module_name)
             handler_class = getattr(module, attribute)
         except (ImportError, AttributeError) as exc:
-            raise ConfigError(f"handler type {type_name!r} ({target}) cannot be loaded: {exc}") from exc
+            raise ConfigError(
+                f"handler type {type_name!r} ({target}) cannot be loaded: {exc}"
+            ) from exc
         if not isinstance(getattr(handler_class, "Config", None), type):
             raise ConfigError(f"handler type {type_name!r} ({target}) has no pydantic Config model")
         return handler_class

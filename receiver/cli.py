@@ -106,18 +106,28 @@ def sandbox(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     api_key: Annotated[str | None, typer.Option(help="Accept only this bearer key.")] = None,
     delay: Annotated[float, typer.Option(help="Seconds from create to the final state.")] = 3.0,
-    rate_limit: Annotated[bool, typer.Option("--rate-limit", help="429 beyond 2 requests/s per key.")] = False,
+    rate_limit: Annotated[
+        bool, typer.Option("--rate-limit", help="429 beyond 2 requests/s per key.")
+    ] = False,
     error_rate: Annotated[float, typer.Option(help="Fraction of API requests answered 500.")] = 0.0,
     credits: Annotated[float, typer.Option(help="Starting credits (create costs 10).")] = 10_000,
 ) -> None:
-    """Run the AI Music API emulator (faults: #fail #nocallback #dup #slowcallback #badsig #streaming)."""
-    from receiver.sandbox import SandboxOptions, serve as serve_sandbox
+    """Run the AI Music API emulator.
+
+    Prompt markers inject faults: #fail #nocallback #dup #slowcallback #badsig #streaming.
+    """
+    from receiver.sandbox import SandboxOptions
+    from receiver.sandbox import serve as serve_sandbox
 
     configure_logging("info", "auto")
     if not 0.0 <= error_rate <= 1.0:
         raise _fail(f"--error-rate {error_rate}: must be between 0 and 1", 2)
     options = SandboxOptions(
-        api_key=api_key, delay_s=delay, rate_limit=rate_limit, error_rate=error_rate, credits=credits
+        api_key=api_key,
+        delay_s=delay,
+        rate_limit=rate_limit,
+        error_rate=error_rate,
+        credits=credits,
     )
     err.print(f"sandbox listening on http://{host}:{port}  (AIMUSIC_BASE_URL=http://{host}:{port})")
     _run(lambda: serve_sandbox(host, port, options))
@@ -125,13 +135,23 @@ def sandbox(
 
 @app.command()
 def submit(
-    prompt: Annotated[str, typer.Argument(help="Style/description of the song (producer `sound`).")],
-    lyrics: Annotated[Path | None, typer.Option(help="File with the lyrics.", exists=True, dir_okay=False)] = None,
+    prompt: Annotated[
+        str, typer.Argument(help="Style/description of the song (producer `sound`).")
+    ],
+    lyrics: Annotated[
+        Path | None, typer.Option(help="File with the lyrics.", exists=True, dir_okay=False)
+    ] = None,
     title: Annotated[str | None, typer.Option(help="Song title (max 80 characters).")] = None,
     instrumental: Annotated[bool, typer.Option("--instrumental", help="No vocals.")] = False,
-    label: Annotated[list[str] | None, typer.Option(help="key=value label for routing; repeatable.")] = None,
-    handler: Annotated[list[str] | None, typer.Option(help="Only these handlers; repeatable.")] = None,
-    wait: Annotated[bool, typer.Option("--wait", help="Show progress until the song is delivered.")] = False,
+    label: Annotated[
+        list[str] | None, typer.Option(help="key=value label for routing; repeatable.")
+    ] = None,
+    handler: Annotated[
+        list[str] | None, typer.Option(help="Only these handlers; repeatable.")
+    ] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Show progress until the song is delivered.")
+    ] = False,
     timeout: Annotated[float, typer.Option(help="Give up waiting after this many seconds.")] = 900,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
@@ -153,14 +173,22 @@ def submit(
             raise _fail(f"--label {item!r}: write it as key=value, e.g. --label team=ads", 2)
         labels[key] = value
     body = {"family": "producer", "params": params, "labels": labels, "handlers": handler}
-    code = _run(lambda: submit_and_wait(settings, body, wait=wait, timeout=timeout, as_json=as_json))
+    code = _run(lambda: submit_and_wait(settings, body, wait=wait, wait_s=timeout, as_json=as_json))
     raise typer.Exit(code)
 
 
 @app.command()
 def demo(
-    directory: Annotated[Path | None, typer.Option("--dir", help="Where to put the database and songs [default: a new temporary directory].")] = None,
-    prompt: Annotated[str, typer.Option(help="What to ask the sandbox for.")] = "lo-fi piano, rainy evening",
+    directory: Annotated[
+        Path | None,
+        typer.Option(
+            "--dir",
+            help="Where to put the database and songs [default: a new temporary directory].",
+        ),
+    ] = None,
+    prompt: Annotated[
+        str, typer.Option(help="What to ask the sandbox for.")
+    ] = "lo-fi piano, rainy evening",
 ) -> None:
     """Run the sandbox and the relay together on loopback and deliver one song to disk."""
     from receiver.demo import run_demo
@@ -170,7 +198,9 @@ def demo(
 
 
 @app.command("handlers")
-def list_handlers(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+def list_handlers(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
     """List the configured handlers and the installed handler types."""
     from handlers.registry import HandlerRegistry
     from receiver.routing import load_handler_set
@@ -182,16 +212,24 @@ def list_handlers(as_json: Annotated[bool, typer.Option("--json", help="Print JS
     except ConfigError as exc:
         raise _fail(str(exc), 2) from None
     rows = [
-        {"name": h.name, "type": h.spec.type, "events": h.spec.events,
-         "platforms": h.spec.platforms, "labels": h.spec.labels}
+        {
+            "name": h.name,
+            "type": h.spec.type,
+            "events": h.spec.events,
+            "platforms": h.spec.platforms,
+            "labels": h.spec.labels,
+        }
         for h in configured
     ]
     if as_json:
-        out.print_json(json.dumps({"configured": rows, "types": registry.types(), "source": configured.source}))
+        out.print_json(
+            json.dumps({"configured": rows, "types": registry.types(), "source": configured.source})
+        )
         return
     out.print(f"[bold]Configured handlers[/] ({configured.source})")
     for row in rows:
-        out.print(f"  {row['name']:<16} type={row['type']:<10} events={','.join(row['events'])}")
+        events = ",".join(str(kind) for kind in row["events"] or [])
+        out.print(f"  {row['name']:<16} type={row['type']:<10} events={events}")
     out.print("[bold]Installed types[/]")
     for name, target in registry.types().items():
         out.print(f"  {name:<16} {target}")

@@ -66,11 +66,11 @@ async def run_demo(directory: Path | None, prompt: str) -> int:
     sandbox_port, relay_port = _free_port(), _free_port()
     admin_token = secrets.token_urlsafe(24)
     settings = Settings(
-        aimusic_api_key="demo-key",  # type: ignore[arg-type]  # pydantic converts to SecretStr
+        aimusic_api_key="demo-key",
         aimusic_base_url=f"http://127.0.0.1:{sandbox_port}",
         relay_public_url=f"http://127.0.0.1:{relay_port}",
-        relay_secret_key=secrets.token_urlsafe(32),  # type: ignore[arg-type]
-        relay_admin_token=admin_token,  # type: ignore[arg-type]
+        relay_secret_key=secrets.token_urlsafe(32),
+        relay_admin_token=admin_token,
         database_url=f"sqlite:///{root / 'relay.db'}",
         relay_config=config,
         relay_allow_private_networks=True,
@@ -83,11 +83,15 @@ async def run_demo(directory: Path | None, prompt: str) -> int:
     async with (
         _serving(sandbox, sandbox_port) as sandbox_url,
         _serving(create_app(settings), relay_port) as relay_url,
-        httpx.AsyncClient(base_url=relay_url, headers={"Authorization": f"Bearer {admin_token}"}) as api,
+        httpx.AsyncClient(
+            base_url=relay_url, headers={"Authorization": f"Bearer {admin_token}"}
+        ) as api,
     ):
         console.print(f"sandbox: {sandbox_url}   relay: {relay_url}")
         t0 = time.time()
-        answer = await api.post("/api/tasks", json={"params": {"sound": prompt, "title": "Demo song"}})
+        answer = await api.post(
+            "/api/tasks", json={"params": {"sound": prompt, "title": "Demo song"}}
+        )
         if answer.status_code != 202:
             console.print(f"[red]submit failed[/]: {answer.status_code} {answer.text}")
             return 1

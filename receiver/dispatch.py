@@ -107,15 +107,23 @@ class Dispatcher:
     async def _deliver(self, claim: Claim) -> None:
         event = claim.event
         bound = log.bind(
-            delivery_id=claim.delivery_id, event_id=event.id, task_id=event.task_id,
-            clip_id=event.clip_id, kind=event.kind, handler=claim.handler, attempt=claim.attempt,
+            delivery_id=claim.delivery_id,
+            event_id=event.id,
+            task_id=event.task_id,
+            clip_id=event.clip_id,
+            kind=event.kind,
+            handler=claim.handler,
+            attempt=claim.attempt,
         )
         configured = self.handlers.get(claim.handler)
         try:
             if configured is None:
                 await self.store.fail(
-                    claim, self.owner, f"handler {claim.handler!r} is no longer configured",
-                    "relay", None,
+                    claim,
+                    self.owner,
+                    f"handler {claim.handler!r} is no longer configured",
+                    "relay",
+                    None,
                 )
                 bound.error("delivery dead: handler not configured")
                 return
@@ -147,14 +155,26 @@ class Dispatcher:
             async with asyncio.timeout(spec.timeout_s):
                 result = await configured.handler.handle(claim.event, ctx)
         except HandlerError as exc:
-            await self._failed(claim, configured, exc.message, exc.blame, exc.retryable, exc.retry_after, bound)
+            await self._failed(
+                claim, configured, exc.message, exc.blame, exc.retryable, exc.retry_after, bound
+            )
             return
         except TimeoutError:
-            await self._failed(claim, configured, f"timed out after {spec.timeout_s:g} s", "unavailable", True, None, bound)
+            await self._failed(
+                claim,
+                configured,
+                f"timed out after {spec.timeout_s:g} s",
+                "unavailable",
+                True,
+                None,
+                bound,
+            )
             return
         except Exception as exc:
             bound.exception("handler raised an unexpected error")
-            await self._failed(claim, configured, f"{type(exc).__name__}: {exc}", "relay", True, None, bound)
+            await self._failed(
+                claim, configured, f"{type(exc).__name__}: {exc}", "relay", True, None, bound
+            )
             return
         finally:
             keeper.cancel()
@@ -164,14 +184,22 @@ class Dispatcher:
         bound.info("delivery succeeded", duration_ms=round((time.monotonic() - started) * 1000, 1))
 
     async def _failed(
-        self, claim: Claim, configured: ConfiguredHandler, error: str, blame: str,
-        retryable: bool, retry_after: float | None, bound: Any,
+        self,
+        claim: Claim,
+        configured: ConfiguredHandler,
+        error: str,
+        blame: str,
+        retryable: bool,
+        retry_after: float | None,
+        bound: Any,
     ) -> None:
         exhausted = claim.attempt >= configured.spec.max_attempts
         if retryable and not exhausted:
             delay = configured.retry_delay(claim.attempt, retry_after)
             await self.store.fail(claim, self.owner, error, blame, time.time() + delay)
-            bound.warning("delivery failed; will retry", error=error, blame=blame, retry_in_s=round(delay, 3))
+            bound.warning(
+                "delivery failed; will retry", error=error, blame=blame, retry_in_s=round(delay, 3)
+            )
         else:
             await self.store.fail(claim, self.owner, error, blame, None)
             why = "attempts exhausted" if retryable else "permanent error"
@@ -185,10 +213,10 @@ class Dispatcher:
                 await self.store.extend_lease(delivery_id, self.owner, self.lease_s)
 
 
-async def _wait_any(wake: asyncio.Event, stop: asyncio.Event, timeout: float) -> None:
+async def _wait_any(wake: asyncio.Event, stop: asyncio.Event, wait_s: float) -> None:
     waiters = [asyncio.create_task(wake.wait()), asyncio.create_task(stop.wait())]
     try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(waiters, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for waiter in waiters:
             waiter.cancel()

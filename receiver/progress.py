@@ -33,7 +33,7 @@ def is_settled(task: dict[str, Any]) -> bool:
 
 def delivered_paths(task: dict[str, Any]) -> list[str]:
     """Files the handlers reported (the disk handler's `path`, `cover`, `metadata`)."""
-    paths = []
+    paths: list[str] = []
     for event in task.get("events", []):
         for delivery in event.get("deliveries", []):
             result = delivery.get("result") or {}
@@ -50,7 +50,7 @@ def describe(task: dict[str, Any]) -> str:
 
 
 async def submit_and_wait(
-    settings: Settings, body: dict[str, Any], *, wait: bool, timeout: float, as_json: bool
+    settings: Settings, body: dict[str, Any], *, wait: bool, wait_s: float, as_json: bool
 ) -> int:
     """Submit, optionally follow to the end; return the process exit code."""
     console = Console(stderr=True)
@@ -67,7 +67,7 @@ async def submit_and_wait(
         elif not as_json:
             console.print(f"submitted: task {task['upstream_id']} (relay id {task['id']})")
         if wait and task["state"] != "unknown":
-            task = await _follow(services.store, task["id"], timeout, console, quiet=as_json)
+            task = await _follow(services.store, task["id"], wait_s, console, quiet=as_json)
     finally:
         await services.aclose()
     if as_json:
@@ -84,7 +84,9 @@ async def submit_and_wait(
     return 0
 
 
-async def _follow(store: Any, task_id: str, timeout: float, console: Console, quiet: bool) -> dict[str, Any]:
+async def _follow(
+    store: Any, task_id: str, wait_s: float, console: Console, quiet: bool
+) -> dict[str, Any]:
     started = time.monotonic()
     hinted = False
     with console.status("waiting…", spinner="dots") as status:
@@ -95,8 +97,8 @@ async def _follow(store: Any, task_id: str, timeout: float, console: Console, qu
                 status.update(f"{describe(task)}  ({elapsed:.0f} s)")
             if is_settled(task):
                 break
-            if elapsed > timeout:
-                console.print(f"[yellow]gave up waiting after {timeout:g} s[/]: {describe(task)}")
+            if elapsed > wait_s:
+                console.print(f"[yellow]gave up waiting after {wait_s:g} s[/]: {describe(task)}")
                 break
             if not hinted and elapsed > _HINT_AFTER_S and not task.get("events"):
                 hinted = True

@@ -114,7 +114,9 @@ def load_handler_set(
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     unknown = sorted(set(document) - {"handlers"})
     if unknown:
-        raise ConfigError(f"{path}: unknown top-level key(s) {', '.join(unknown)}; only [[handlers]]")
+        raise ConfigError(
+            f"{path}: unknown top-level key(s) {', '.join(unknown)}; only [[handlers]]"
+        )
     entries = document.get("handlers", [])
     if not isinstance(entries, list) or not entries:
         raise ConfigError(f"{path}: no [[handlers]] entries; add at least one")
@@ -138,7 +140,9 @@ def _build(
             raise ConfigError(_describe(exc, source, text, index, label)) from None
         if any(h.name == spec.name for h in built):
             where = _where(source, text, index, "name")
-            raise ConfigError(f"{where}: handler name {spec.name!r} is used twice; names are unique")
+            raise ConfigError(
+                f"{where}: handler name {spec.name!r} is used twice; names are unique"
+            )
         handler_class = registry.resolve(spec.type)
         try:
             config = handler_class.Config(**spec.options())
@@ -166,7 +170,9 @@ def _where(source: str, text: str, index: int, key: str) -> str:
     if index >= len(starts):
         return source
     start = starts[index]
-    end = next((n for n in range(start + 1, len(lines)) if lines[n].lstrip().startswith("[")), len(lines))
+    end = next(
+        (n for n in range(start + 1, len(lines)) if lines[n].lstrip().startswith("[")), len(lines)
+    )
     pattern = re.compile(rf"\s*{re.escape(key)}\s*=")
     line_no = next((n for n in range(start + 1, end) if pattern.match(lines[n])), start)
     return f"{source}:{line_no + 1}"

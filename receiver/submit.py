@@ -1,4 +1,4 @@
-"""Submitting a task: the one function behind `POST /api/tasks`, `aimusic-relay submit` and the demo.
+"""Submitting a task: one function behind `POST /api/tasks`, `aimusic-relay submit`, the demo.
 
 The task is stored *before* the create call, so a crash mid-call leaves a record; a create whose
 outcome is unknown (timeout, 5xx) is marked `unknown` and never sent again automatically,
@@ -77,9 +77,13 @@ async def submit(services: Services, request: SubmitRequest) -> dict[str, Any]:
     prompt = params.get("sound") or params.get("lyrics") or params.get("prompt")
     await services.store.create_task(
         NewTask(
-            id=ref, family=request.family, platform=request.family,
-            prompt=str(prompt) if prompt else None, params=stored_params,
-            labels=request.labels, handlers=request.handlers,
+            id=ref,
+            family=request.family,
+            platform=request.family,
+            prompt=str(prompt) if prompt else None,
+            params=stored_params,
+            labels=request.labels,
+            handlers=request.handlers,
             deadline_at=time.time() + services.settings.relay_task_deadline_s,
         )
     )

@@ -51,8 +51,9 @@ class Relay:
         self.process: Process | None = None
 
     def start(self) -> Relay:
-        self.process = Process(["serve", "--port", str(self.port)], self.env, self.workdir,
-                               self.workdir / "relay.log")
+        self.process = Process(
+            ["serve", "--port", str(self.port)], self.env, self.workdir, self.workdir / "relay.log"
+        )
         self.process.wait_http(f"{self.url}/healthz")
         return self
 
@@ -92,13 +93,16 @@ class Relay:
             if is_settled(task) and task["events"]:
                 return task
             if time.monotonic() > deadline:
-                raise AssertionError(f"task not settled in {timeout} s: {json.dumps(task)[:2000]}\n{self.log()[-3000:]}")
+                raise AssertionError(
+                    f"task not settled in {timeout} s: {json.dumps(task)[:2000]}\n"
+                    f"{self.log()[-3000:]}"
+                )
             time.sleep(0.05)
 
     def count(self, table: str) -> int:
         """Rows in one table of the relay's SQLite file, read directly."""
         with sqlite3.connect(self.db_path) as conn:
-            return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])  # noqa: S608
+            return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
 
     def audio_files(self) -> list[Path]:
         return sorted(self.songs.rglob("*.wav")) if self.songs.exists() else []
@@ -186,7 +190,9 @@ def finished_sandbox_task(sandbox_url: str, sound: str) -> dict[str, Any]:
     task_id = created["task_id"]
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
-        answer = httpx.get(f"{sandbox_url}/api/v1/producer/task/{task_id}", headers=headers, timeout=10).json()
+        answer = httpx.get(
+            f"{sandbox_url}/api/v1/producer/task/{task_id}", headers=headers, timeout=10
+        ).json()
         if answer["status"] in ("SUCCESS", "FAILED"):
             return {"task_id": task_id, "platform": "producer", "event": "song.completed", **answer}
         time.sleep(0.05)

@@ -16,17 +16,32 @@ from tests.conftest import REPO, Relay
 pytestmark = pytest.mark.slow
 
 
-def _cli(*args: str, env: dict[str, str], cwd: Path, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+def _cli(
+    *args: str, env: dict[str, str], cwd: Path, timeout: float = 90
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "receiver", *args],
-        env={**os.environ, **env}, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
 def test_submit_wait_prints_where_the_song_landed(relay: Relay) -> None:
     """`submit --wait` follows the task until the disk handler wrote the file, then prints it."""
-    done = _cli("submit", "dreamy ambient pads", "--title", "Clouds", "--wait", "--timeout", "30",
-                env=relay.env, cwd=relay.workdir)
+    done = _cli(
+        "submit",
+        "dreamy ambient pads",
+        "--title",
+        "Clouds",
+        "--wait",
+        "--timeout",
+        "30",
+        env=relay.env,
+        cwd=relay.workdir,
+    )
     assert done.returncode == 0, done.stderr
     [audio] = [line for line in done.stdout.splitlines() if line.endswith(".wav")]
     with wave.open(audio) as song:
@@ -36,8 +51,16 @@ def test_submit_wait_prints_where_the_song_landed(relay: Relay) -> None:
 
 def test_submit_json_reports_failure_with_exit_1(relay: Relay) -> None:
     """A failed song makes `submit --wait --json` exit 1 with the failed task as JSON."""
-    done = _cli("submit", "doomed #fail", "--wait", "--json", "--timeout", "30",
-                env=relay.env, cwd=relay.workdir)
+    done = _cli(
+        "submit",
+        "doomed #fail",
+        "--wait",
+        "--json",
+        "--timeout",
+        "30",
+        env=relay.env,
+        cwd=relay.workdir,
+    )
     assert done.returncode == 1, done.stderr
     task = json.loads(done.stdout)
     assert task["state"] == "failed"
@@ -61,7 +84,9 @@ def test_bad_label_names_the_fix(relay: Relay) -> None:
 
 def test_demo_delivers_a_playable_song(tmp_path: Path) -> None:
     """`aimusic-relay demo --dir D` exits 0 leaving a WAV, its cover and metadata under D/songs."""
-    done = _cli("demo", "--dir", str(tmp_path / "demo"), env={"PYTHONPATH": str(REPO)}, cwd=tmp_path)
+    done = _cli(
+        "demo", "--dir", str(tmp_path / "demo"), env={"PYTHONPATH": str(REPO)}, cwd=tmp_path
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     [audio] = list((tmp_path / "demo" / "songs").rglob("*.wav"))
     with wave.open(str(audio)) as song:

@@ -53,8 +53,11 @@ def test_postgres_requires_secret_key() -> None:
 def test_handler_option_error_names_file_line_handler_and_key(tmp_path: Path) -> None:
     """An unknown disk option points at its line in relay.toml."""
     with pytest.raises(ConfigError) as caught:
-        _load(tmp_path, '[[handlers]]\nname = "a"\ntype = "disk"\n\n[[handlers]]\nname = "b"\n'
-              'type = "disk"\npaht = "x"\n')
+        _load(
+            tmp_path,
+            '[[handlers]]\nname = "a"\ntype = "disk"\n\n[[handlers]]\nname = "b"\n'
+            'type = "disk"\npaht = "x"\n',
+        )
     message = str(caught.value)
     assert "relay.toml:8" in message
     assert "'b'" in message and "paht" in message
@@ -68,20 +71,26 @@ def test_unknown_event_kind_is_refused(tmp_path: Path) -> None:
 
 def test_unknown_type_lists_installed_types(tmp_path: Path) -> None:
     """An unknown handler type says which types are installed."""
-    with pytest.raises(ConfigError, match="installed types: .*disk"):
+    with pytest.raises(ConfigError, match=r"installed types: .*disk"):
         _load(tmp_path, '[[handlers]]\nname = "a"\ntype = "dsik"\n')
 
 
 def test_duplicate_names_are_refused(tmp_path: Path) -> None:
     """Two handlers with one name are an error (names key deliveries and metrics)."""
     with pytest.raises(ConfigError, match="used twice"):
-        _load(tmp_path, '[[handlers]]\nname = "a"\ntype = "disk"\n[[handlers]]\nname = "a"\ntype = "disk"\n')
+        _load(
+            tmp_path,
+            '[[handlers]]\nname = "a"\ntype = "disk"\n[[handlers]]\nname = "a"\ntype = "disk"\n',
+        )
 
 
 def test_env_interpolation_and_missing_variable(tmp_path: Path) -> None:
     """`${VAR}` is read from the environment; a missing one is named."""
-    handlers = _load(tmp_path, '[[handlers]]\nname = "a"\ntype = "disk"\npath = "${SONGS}"\n',
-                     {"SONGS": "/data/songs"})
+    handlers = _load(
+        tmp_path,
+        '[[handlers]]\nname = "a"\ntype = "disk"\npath = "${SONGS}"\n',
+        {"SONGS": "/data/songs"},
+    )
     assert handlers.handlers[0].handler.config.path == "/data/songs"  # type: ignore[attr-defined]
     with pytest.raises(ConfigError, match=r"\$\{SONGS\} is not set"):
         _load(tmp_path, '[[handlers]]\nname = "a"\ntype = "disk"\npath = "${SONGS}"\n', {})
@@ -105,8 +114,15 @@ def test_serve_with_bad_config_exits_2_without_traceback(tmp_path: Path) -> None
     (tmp_path / "relay.toml").write_text('[[handlers]]\nname = "a"\ntype = "disk"\ntemplate = 3\n')
     done = subprocess.run(
         [sys.executable, "-m", "receiver", "serve", "--port", "1"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=60,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "DATABASE_URL": f"sqlite:///{tmp_path}/r.db"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "PYTHONPATH": str(REPO),
+            "DATABASE_URL": f"sqlite:///{tmp_path}/r.db",
+        },
     )
     assert done.returncode == 2
     assert "Traceback" not in done.stderr

@@ -91,8 +91,13 @@ def _shared(relay: Relay, headers: dict[str, str], body: bytes) -> httpx.Respons
 
 
 def _body() -> dict[str, Any]:
-    return {"code": 200, "task_id": "ext-1", "platform": "producer", "event": "song.completed",
-            "data": [{"clip_id": "c1", "state": "succeeded", "title": "x"}]}
+    return {
+        "code": 200,
+        "task_id": "ext-1",
+        "platform": "producer",
+        "event": "song.completed",
+        "data": [{"clip_id": "c1", "state": "succeeded", "title": "x"}],
+    }
 
 
 @pytest.mark.parametrize(
@@ -151,7 +156,9 @@ def test_oversized_chunked_body_is_refused(relay: Relay) -> None:
         for _ in range(64):
             yield b" " * 65536
 
-    answer = httpx.post(f"{relay.url}/webhooks/aimusic", content=chunks(), headers=headers, timeout=10)
+    answer = httpx.post(
+        f"{relay.url}/webhooks/aimusic", content=chunks(), headers=headers, timeout=10
+    )
     assert answer.status_code == 413
     assert relay.count("inbox") == 0
 

@@ -289,16 +289,18 @@ async def test_unknown_task_is_a_400(api: httpx.AsyncClient) -> None:
     )
 
 
-async def test_states_progress_over_time(api: httpx.AsyncClient) -> None:
+async def test_states_progress_over_time(make_sandbox: Callable[..., str]) -> None:
     """A task is PENDING, then RUNNING, then SUCCESS with one playable clip."""
-    task_id = await create(api, sound="dreamy synthwave", title="Night Drive")
+    url = make_sandbox(delay_s=1.0)  # a PENDING phase of 0.2 s: wide enough for a slow runner
     seen: list[str] = []
     body: dict[str, Any] = {}
-    while not seen or seen[-1] != "SUCCESS":
-        body = (await api.get(f"/api/v1/producer/task/{task_id}")).json()
-        if not seen or seen[-1] != body["status"]:
-            seen.append(body["status"])
-        await asyncio.sleep(0.02)
+    async with httpx.AsyncClient(base_url=url, headers=AUTH) as api:
+        task_id = await create(api, sound="dreamy synthwave", title="Night Drive")
+        while not seen or seen[-1] != "SUCCESS":
+            body = (await api.get(f"/api/v1/producer/task/{task_id}")).json()
+            if not seen or seen[-1] != body["status"]:
+                seen.append(body["status"])
+            await asyncio.sleep(0.02)
     assert ["PENDING", "RUNNING", "SUCCESS"] == seen
     [clip] = body["data"]
     assert "succeeded" == clip["state"]

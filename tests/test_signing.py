@@ -12,7 +12,9 @@ from receiver.signing import CallbackTokens, derive_task_secret, sign_callback, 
 
 
 def _headers(secret: str, body: bytes, ts: int) -> Headers:
-    return Headers({"X-Webhook-Timestamp": str(ts), "X-Webhook-Signature": sign_callback(secret, ts, body)})
+    return Headers(
+        {"X-Webhook-Timestamp": str(ts), "X-Webhook-Signature": sign_callback(secret, ts, body)}
+    )
 
 
 def test_signature_is_hmac_sha256_over_timestamp_dot_body() -> None:
@@ -67,5 +69,6 @@ def test_task_secrets_differ_per_task_and_per_key() -> None:
     assert derive_task_secret("k", "a") != derive_task_secret("k", "b")
     assert derive_task_secret("k", "a") != derive_task_secret("k2", "a")
     assert CallbackTokens(["k", "k2"]).task_secrets("a") == [
-        derive_task_secret("k", "a"), derive_task_secret("k2", "a"),
+        derive_task_secret("k", "a"),
+        derive_task_secret("k2", "a"),
     ]

@@ -27,8 +27,11 @@ def _route(kind: str, platform: str, labels: object, only: object) -> list[str]:
 
 def _inbound(webhook_id: str | None, clip_state: str = "song.completed", **kw: object) -> Inbound:
     fields: dict[str, object] = {
-        "source": "callback", "body": b"{}", "platform": "producer",
-        "clips": [(clip_state, "clip-1", {"title": "t"})], "task_id": "up-1",
+        "source": "callback",
+        "body": b"{}",
+        "platform": "producer",
+        "clips": [(clip_state, "clip-1", {"title": "t"})],
+        "task_id": "up-1",
         "webhook_id": webhook_id,
     }
     fields.update(kw)
@@ -67,8 +70,17 @@ async def test_concurrent_duplicates_dispatch_once(store: SqlStore) -> None:
 
 async def test_callback_before_create_answer_fills_upstream_id(store: SqlStore) -> None:
     """A callback that beats the create answer attaches to the task by its token ref."""
-    await store.create_task(NewTask(id="ref-1", family="producer", platform="producer",
-                                    prompt="p", params={}, labels={"team": "ads"}, handlers=None))
+    await store.create_task(
+        NewTask(
+            id="ref-1",
+            family="producer",
+            platform="producer",
+            prompt="p",
+            params={},
+            labels={"team": "ads"},
+            handlers=None,
+        )
+    )
     await store.record_inbound(_inbound("w1", task_ref="ref-1"), _route)
     await store.task_submitted("ref-1", "up-1")
     task = await store.get_task("up-1")
@@ -97,7 +109,9 @@ async def test_expired_lease_is_reclaimed_and_old_owner_cannot_finish(store: Sql
 
 async def test_retry_waits_until_due(store: SqlStore) -> None:
     """A failed delivery is not claimable before its retry time, then is."""
-    await store.record_inbound(_inbound("w1", clips=[("song.completed", "c", {})]), lambda *a: ["a"])
+    await store.record_inbound(
+        _inbound("w1", clips=[("song.completed", "c", {})]), lambda *a: ["a"]
+    )
     [claim] = await store.claim("w", 10, 30)
     await store.fail(claim, "w", "boom", "destination", time.time() + 0.2)
     assert await store.claim("w", 10, 30) == []
@@ -110,7 +124,9 @@ async def test_retry_waits_until_due(store: SqlStore) -> None:
 
 async def test_dead_delivery_keeps_error_and_blame(store: SqlStore) -> None:
     """Dead-lettering records the last error and whom to blame."""
-    await store.record_inbound(_inbound("w1", clips=[("song.completed", "c", {})]), lambda *a: ["a"])
+    await store.record_inbound(
+        _inbound("w1", clips=[("song.completed", "c", {})]), lambda *a: ["a"]
+    )
     [claim] = await store.claim("w", 10, 30)
     await store.fail(claim, "w", "HTTP 404 from destination", "destination", None)
     [dead] = await store.list_deliveries("dead")

@@ -16,7 +16,9 @@ class BodyTooLarge(Exception):
     """The request body passed the limit; we stopped reading it."""
 
 
-def error(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def error(
+    status: int, code: str, detail: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
     """The contract's error body: `{"error": code, "detail": text}`; never echoes secrets."""
     return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
 

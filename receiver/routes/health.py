@@ -26,8 +26,10 @@ async def readyz(request: Request) -> Response:
     head = head_revision()
     if revision != head:
         return JSONResponse(
-            {"status": "migrations_pending", "detail": f"schema {revision}, code expects {head}: "
-             "run `aimusic-relay db upgrade`"},
+            {
+                "status": "migrations_pending",
+                "detail": f"schema {revision}, code expects {head}: run `aimusic-relay db upgrade`",
+            },
             status_code=503,
         )
     return JSONResponse({"status": "ready", "schema": revision})

@@ -77,13 +77,21 @@ async def receive(request: Request) -> Response:
         result = await services.store.record_inbound(inbound, services.handlers.route)
     except StoreUnavailable as exc:
         log.warning("callback refused: store unavailable", error=str(exc))
-        return error(503, "store_unavailable", "storage is unavailable; retry later",
-                     headers={"Retry-After": "5"})
+        return error(
+            503,
+            "store_unavailable",
+            "storage is unavailable; retry later",
+            headers={"Retry-After": "5"},
+        )
     outcome = "duplicate" if result.duplicate else "accepted"
     log.info(
         "callback " + outcome,
-        task_id=parsed.task_id, task_ref=result.task_ref, webhook_id=inbound.webhook_id,
-        webhook_event=header_event, events=len(result.event_ids), deliveries=result.deliveries,
+        task_id=parsed.task_id,
+        task_ref=result.task_ref,
+        webhook_id=inbound.webhook_id,
+        webhook_event=header_event,
+        events=len(result.event_ids),
+        deliveries=result.deliveries,
     )
     return JSONResponse({"status": outcome, "events": list(result.event_ids)})
 

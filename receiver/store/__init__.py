@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-from receiver.store.base import Claim, IngestResult, Inbound, NewTask, Router, Store
+from receiver.store.base import Claim, Inbound, IngestResult, NewTask, Router, Store
 from receiver.store.sql import SqlStore
 
-__all__ = ["Claim", "IngestResult", "Inbound", "NewTask", "Router", "SqlStore", "Store", "open_store"]
+__all__ = [
+    "Claim",
+    "Inbound",
+    "IngestResult",
+    "NewTask",
+    "Router",
+    "SqlStore",
+    "Store",
+    "open_store",
+]
 
 
 def open_store(database_url: str) -> SqlStore:

@@ -10,8 +10,8 @@ from receiver.models import Event, EventKind
 
 __all__ = [
     "Claim",
-    "IngestResult",
     "Inbound",
+    "IngestResult",
     "NewTask",
     "Router",
     "Store",
@@ -90,9 +90,7 @@ class Store(Protocol):
 
     async def claim(self, owner: str, limit: int, lease_s: float) -> list[Claim]: ...
     async def extend_lease(self, delivery_id: str, owner: str, lease_s: float) -> bool: ...
-    async def succeed(
-        self, claim: Claim, owner: str, result: Mapping[str, Any] | None
-    ) -> bool: ...
+    async def succeed(self, claim: Claim, owner: str, result: Mapping[str, Any] | None) -> bool: ...
     async def fail(
         self, claim: Claim, owner: str, error: str, blame: str, retry_at: float | None
     ) -> bool: ...

@@ -29,7 +29,9 @@ class Queries:
         async with self._read() as conn:
             row = (
                 await conn.execute(
-                    tasks.select().where(sa.or_(tasks.c.id == task_id, tasks.c.upstream_id == task_id))
+                    tasks.select().where(
+                        sa.or_(tasks.c.id == task_id, tasks.c.upstream_id == task_id)
+                    )
                 )
             ).first()
         return dict(row._mapping) if row is not None else None
@@ -43,7 +45,9 @@ class Queries:
             event_rows = [
                 dict(r._mapping)
                 for r in await conn.execute(
-                    events.select().where(events.c.task_ref == task["id"]).order_by(events.c.received_at)
+                    events.select()
+                    .where(events.c.task_ref == task["id"])
+                    .order_by(events.c.received_at)
                 )
             ]
             event_ids = [e["id"] for e in event_rows]
@@ -69,15 +73,20 @@ class Queries:
                     dict(r._mapping)
                     for r in await conn.execute(
                         sa.select(
-                            inbox.c.id, inbox.c.webhook_id, inbox.c.source,
-                            inbox.c.event_header, inbox.c.received_at,
+                            inbox.c.id,
+                            inbox.c.webhook_id,
+                            inbox.c.source,
+                            inbox.c.event_header,
+                            inbox.c.received_at,
                         )
                         .where(inbox.c.task_id == task["upstream_id"])
                         .order_by(inbox.c.received_at)
                     )
                 ]
         for delivery in delivery_rows:
-            delivery["attempt_log"] = [a for a in attempt_rows if a["delivery_id"] == delivery["id"]]
+            delivery["attempt_log"] = [
+                a for a in attempt_rows if a["delivery_id"] == delivery["id"]
+            ]
         for event in event_rows:
             event["deliveries"] = [d for d in delivery_rows if d["event_id"] == event["id"]]
         task["events"] = event_rows
@@ -87,14 +96,20 @@ class Queries:
     async def list_tasks(self, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
         async with self._read() as conn:
             rows = await conn.execute(
-                tasks.select().order_by(tasks.c.created_at.desc()).limit(_page(limit)).offset(offset)
+                tasks.select()
+                .order_by(tasks.c.created_at.desc())
+                .limit(_page(limit))
+                .offset(offset)
             )
             return [dict(r._mapping) for r in rows]
 
     async def list_events(self, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
         async with self._read() as conn:
             rows = await conn.execute(
-                events.select().order_by(events.c.received_at.desc()).limit(_page(limit)).offset(offset)
+                events.select()
+                .order_by(events.c.received_at.desc())
+                .limit(_page(limit))
+                .offset(offset)
             )
             return [dict(r._mapping) for r in rows]
 

@@ -69,7 +69,9 @@ deliveries = sa.Table(
     sa.Column("id", sa.String(64), primary_key=True),
     sa.Column("event_id", sa.String(64), sa.ForeignKey("events.id"), nullable=False),
     sa.Column("handler", sa.String(128), nullable=False),
-    sa.Column("state", sa.String(16), nullable=False, comment="pending | running | succeeded | dead"),
+    sa.Column(
+        "state", sa.String(16), nullable=False, comment="pending | running | succeeded | dead"
+    ),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("next_attempt_at", sa.Float, nullable=False),
     sa.Column("lease_owner", sa.String(128), nullable=True),

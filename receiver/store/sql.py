@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from receiver.errors import StoreUnavailable
 from receiver.models import FINAL_KINDS, event_from_row
 from receiver.store import migrate
-from receiver.store.base import Claim, IngestResult, Inbound, NewTask, Router
+from receiver.store.base import Claim, Inbound, IngestResult, NewTask, Router
 from receiver.store.engine import make_engines
 from receiver.store.queries import Queries
 from receiver.store.schema import attempts, deliveries, events, inbox, tasks
@@ -96,11 +96,19 @@ class SqlStore(Queries):
         async with self._write() as conn:
             await conn.execute(
                 tasks.insert().values(
-                    id=task.id, upstream_id=None, family=task.family, platform=task.platform,
-                    state="submitting", origin="relay", prompt=task.prompt,
-                    params=dict(task.params), labels=dict(task.labels),
+                    id=task.id,
+                    upstream_id=None,
+                    family=task.family,
+                    platform=task.platform,
+                    state="submitting",
+                    origin="relay",
+                    prompt=task.prompt,
+                    params=dict(task.params),
+                    labels=dict(task.labels),
                     handlers=list(task.handlers) if task.handlers is not None else None,
-                    created_at=now, updated_at=now, deadline_at=task.deadline_at,
+                    created_at=now,
+                    updated_at=now,
+                    deadline_at=task.deadline_at,
                 )
             )
 
@@ -113,7 +121,9 @@ class SqlStore(Queries):
                     upstream_id=upstream_id,
                     updated_at=time.time(),
                     # A callback may have beaten the create answer here; keep its state.
-                    state=sa.case((tasks.c.state == "submitting", "submitted"), else_=tasks.c.state),
+                    state=sa.case(
+                        (tasks.c.state == "submitting", "submitted"), else_=tasks.c.state
+                    ),
                 )
             )
 
@@ -134,9 +144,13 @@ class SqlStore(Queries):
             stored = await conn.execute(
                 self._insert(inbox)
                 .values(
-                    id=inbox_id, webhook_id=inbound.webhook_id, task_id=inbound.task_id,
-                    source=inbound.source, event_header=inbound.event_header,
-                    body=inbound.body, received_at=now,
+                    id=inbox_id,
+                    webhook_id=inbound.webhook_id,
+                    task_id=inbound.task_id,
+                    source=inbound.source,
+                    event_header=inbound.event_header,
+                    body=inbound.body,
+                    received_at=now,
                 )
                 .on_conflict_do_nothing(index_elements=["webhook_id"])
                 .returning(inbox.c.id)
@@ -152,11 +166,18 @@ class SqlStore(Queries):
                 inserted = await conn.execute(
                     self._insert(events)
                     .values(
-                        id=event_id, inbox_id=inbox_id,
-                        dedupe_key=f"{upstream_id}:{clip_id}:{kind}", task_id=upstream_id,
-                        task_ref=task["id"], clip_id=clip_id, kind=kind,
-                        platform=inbound.platform, source=inbound.source, clip=dict(clip),
-                        error=clip.get("error_message") or clip.get("error")
+                        id=event_id,
+                        inbox_id=inbox_id,
+                        dedupe_key=f"{upstream_id}:{clip_id}:{kind}",
+                        task_id=upstream_id,
+                        task_ref=task["id"],
+                        clip_id=clip_id,
+                        kind=kind,
+                        platform=inbound.platform,
+                        source=inbound.source,
+                        clip=dict(clip),
+                        error=clip.get("error_message")
+                        or clip.get("error")
                         or (inbound.message if kind == "song.failed" else None),
                         received_at=now,
                     )
@@ -170,8 +191,14 @@ class SqlStore(Queries):
                 for name in names:
                     await conn.execute(
                         deliveries.insert().values(
-                            id=new_id(), event_id=event_id, handler=name, state="pending",
-                            attempts=0, next_attempt_at=now, created_at=now, updated_at=now,
+                            id=new_id(),
+                            event_id=event_id,
+                            handler=name,
+                            state="pending",
+                            attempts=0,
+                            next_attempt_at=now,
+                            created_at=now,
+                            updated_at=now,
                         )
                     )
                 delivery_count += len(names)
@@ -208,10 +235,18 @@ class SqlStore(Queries):
                 task["upstream_id"] = f"ref:{task['id']}"
             return task
         task = {
-            "id": new_id(), "upstream_id": inbound.task_id, "family": inbound.platform,
-            "platform": inbound.platform, "state": "running", "origin": "external",
-            "prompt": None, "params": {}, "labels": {}, "handlers": None,
-            "created_at": now, "updated_at": now,
+            "id": new_id(),
+            "upstream_id": inbound.task_id,
+            "family": inbound.platform,
+            "platform": inbound.platform,
+            "state": "running",
+            "origin": "external",
+            "prompt": None,
+            "params": {},
+            "labels": {},
+            "handlers": None,
+            "created_at": now,
+            "updated_at": now,
         }
         await conn.execute(tasks.insert().values(**task))
         return task
@@ -265,11 +300,18 @@ class SqlStore(Queries):
                 deliveries.update()
                 .where(deliveries.c.id.in_(ids))
                 .values(
-                    state="running", attempts=deliveries.c.attempts + 1, lease_owner=owner,
-                    lease_until=now + lease_s, updated_at=now,
+                    state="running",
+                    attempts=deliveries.c.attempts + 1,
+                    lease_owner=owner,
+                    lease_until=now + lease_s,
+                    updated_at=now,
                 )
-                .returning(deliveries.c.id, deliveries.c.event_id, deliveries.c.handler,
-                           deliveries.c.attempts)
+                .returning(
+                    deliveries.c.id,
+                    deliveries.c.event_id,
+                    deliveries.c.handler,
+                    deliveries.c.attempts,
+                )
             )
             rows = claimed.all()
             for row in rows:
@@ -283,7 +325,7 @@ class SqlStore(Queries):
                 .select_from(events.outerjoin(tasks, tasks.c.id == events.c.task_ref))
                 .where(events.c.id.in_({row.event_id for row in rows}))
             )
-            by_id = {r.id: event_from_row(r._mapping) for r in loaded}
+            by_id = {r.id: event_from_row(dict(r._mapping)) for r in loaded}
         return [
             Claim(delivery_id=r.id, handler=r.handler, attempt=r.attempts, event=by_id[r.event_id])
             for r in rows
@@ -293,8 +335,11 @@ class SqlStore(Queries):
         async with self._write() as conn:
             done = await conn.execute(
                 deliveries.update()
-                .where(deliveries.c.id == delivery_id, deliveries.c.lease_owner == owner,
-                       deliveries.c.state == "running")
+                .where(
+                    deliveries.c.id == delivery_id,
+                    deliveries.c.lease_owner == owner,
+                    deliveries.c.state == "running",
+                )
                 .values(lease_until=time.time() + lease_s)
             )
             return bool(done.rowcount)
@@ -309,19 +354,34 @@ class SqlStore(Queries):
         return await self._finish(claim, owner, state, error, blame, retry_at, None)
 
     async def _finish(
-        self, claim: Claim, owner: str, state: str, error: str | None, blame: str | None,
-        retry_at: float | None, result: Mapping[str, Any] | None,
+        self,
+        claim: Claim,
+        owner: str,
+        state: str,
+        error: str | None,
+        blame: str | None,
+        retry_at: float | None,
+        result: Mapping[str, Any] | None,
     ) -> bool:
         now = time.time()
         async with self._write() as conn:
             done = await conn.execute(
                 deliveries.update()
-                .where(deliveries.c.id == claim.delivery_id, deliveries.c.lease_owner == owner,
-                       deliveries.c.state == "running", deliveries.c.attempts == claim.attempt)
+                .where(
+                    deliveries.c.id == claim.delivery_id,
+                    deliveries.c.lease_owner == owner,
+                    deliveries.c.state == "running",
+                    deliveries.c.attempts == claim.attempt,
+                )
                 .values(
-                    state=state, lease_owner=None, lease_until=None, last_error=error,
-                    blame=blame, result=dict(result) if result is not None else None,
-                    next_attempt_at=retry_at if retry_at is not None else now, updated_at=now,
+                    state=state,
+                    lease_owner=None,
+                    lease_until=None,
+                    last_error=error,
+                    blame=blame,
+                    result=dict(result) if result is not None else None,
+                    next_attempt_at=retry_at if retry_at is not None else now,
+                    updated_at=now,
                 )
             )
             held = bool(done.rowcount)
@@ -330,11 +390,14 @@ class SqlStore(Queries):
                 return False
             await conn.execute(
                 attempts.update()
-                .where(attempts.c.delivery_id == claim.delivery_id,
-                       attempts.c.number == claim.attempt)
+                .where(
+                    attempts.c.delivery_id == claim.delivery_id, attempts.c.number == claim.attempt
+                )
                 .values(
                     outcome="succeeded" if state == "succeeded" else "failed",
-                    finished_at=now, error=error, blame=blame,
+                    finished_at=now,
+                    error=error,
+                    blame=blame,
                 )
             )
         if state == "pending":

@@ -1,0 +1,375 @@
+"""The disk handler files songs and failures under its directory, safely and idempotently."""
+
+# STYLE.md asks for `assert expected == actual`, which ruff's SIM300 calls a Yoda condition.
+# ruff: noqa: SIM300
+
+from __future__ import annotations
+
+import collections
+import io
+import json
+import unicodedata
+import wave
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pydantic
+import pytest
+import structlog
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from handlers.base import Handler, HandlerContext, HandlerError
+from handlers.disk import DiskHandler, safe_name
+from receiver.models import Event
+from receiver.spool import DownloadPolicy, Spool
+from tests.servers import run_asgi
+
+
+def make_wav() -> bytes:
+    """A short, valid mono WAV file."""
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        out.writeframes(b"\x01\x02" * 2000)
+    return buffer.getvalue()
+
+
+WAV = make_wav()
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
+RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{n}" for n in range(1, 10))}
+
+
+@pytest.fixture(scope="module")
+def media() -> Iterator[tuple[str, collections.Counter[str]]]:
+    """A media server on loopback and the number of requests per path."""
+    hits: collections.Counter[str] = collections.Counter()
+
+    def serve(body: bytes, media_type: str | None, status: int = 200) -> Any:
+        async def endpoint(request: Request) -> Response:
+            hits[request.url.path] += 1
+            return Response(body, status_code=status, media_type=media_type)
+
+        return endpoint
+
+    app = Starlette(
+        routes=[
+            Route("/song.wav", serve(WAV, "audio/wav")),
+            Route("/cover.png", serve(PNG, "image/png")),
+            Route("/noext", serve(WAV, "audio/mpeg")),
+            Route("/track.flac", serve(WAV, "application/octet-stream")),
+            Route("/gone.png", serve(b"", None, status=404)),
+        ]
+    )
+    with run_asgi(app) as url:
+        yield url, hits
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    """A client that ignores proxy settings from the environment."""
+    async with httpx.AsyncClient(trust_env=False) as client:
+        yield client
+
+
+MakeContext = Callable[[], HandlerContext]
+
+
+@pytest.fixture
+def make_ctx(tmp_path: Path, http: httpx.AsyncClient) -> MakeContext:
+    """A handler context with a fresh Spool for event evt-1 (as a retry or replay would get)."""
+
+    def make() -> HandlerContext:
+        spool = Spool(
+            tmp_path / "spool", "evt-1", http, DownloadPolicy(allow_private_networks=True)
+        )
+        return HandlerContext(
+            http=http,
+            spool=spool,
+            log=structlog.get_logger(),
+            public_url="http://127.0.0.1",
+            delivery_id="d1",
+            attempt=1,
+        )
+
+    return make
+
+
+@pytest.fixture
+def songs(tmp_path: Path) -> Path:
+    """The directory the handler writes to."""
+    return tmp_path / "songs"
+
+
+@pytest.fixture
+def make_event(media: tuple[str, collections.Counter[str]]) -> Callable[..., Event]:
+    """A completed song event whose clip fields can be overridden."""
+    url = media[0]
+
+    def make(kind: str = "song.completed", **clip: Any) -> Event:
+        fields = {
+            "title": "Night Drive",
+            "audio_url": f"{url}/song.wav?token=SECRET",
+            "image_url": f"{url}/cover.png?sig=SECRET",
+            "lyrics": "la la la",
+            "tags": "synthwave",
+            "duration": 1.5,
+            **clip,
+        }
+        return Event(
+            id="evt-1",
+            kind=kind,  # type: ignore[arg-type]
+            task_id=str(fields.pop("task_id", "task-1")),
+            clip_id=str(fields.pop("clip_id", "clip-1")),
+            platform="sonic",
+            clip={k: v for k, v in fields.items() if v is not None},
+            source="callback",
+            received_at=datetime(2024, 5, 6, 23, 30, tzinfo=UTC),
+            labels={"team": "a"},
+            prompt="a calm song",
+            error=fields.get("error"),
+        )
+
+    return make
+
+
+def disk(songs: Path, **options: Any) -> DiskHandler:
+    """A disk handler writing under `songs`."""
+    return DiskHandler("archive", DiskHandler.Config(path=str(songs), **options))
+
+
+def listing(root: Path) -> list[str]:
+    """Every file under root, relative, sorted."""
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+async def test_completed_song_is_filed_with_cover_metadata_and_lyrics(
+    songs: Path, make_ctx: MakeContext, make_event: Callable[..., Event]
+) -> None:
+    """Audio, cover, metadata and lyrics share one stem under the rendered date folder."""
+    result = await disk(songs).handle(make_event(), make_ctx())
+    stem = songs / "2024-05-06" / "Night Drive-clip-1"
+    assert {
+        "path": f"{stem}.wav",
+        "cover": f"{stem}.png",
+        "metadata": f"{stem}.json",
+    } == result
+    assert (WAV, PNG) == (Path(f"{stem}.wav").read_bytes(), Path(f"{stem}.png").read_bytes())
+    assert "la la la" == Path(f"{stem}.txt").read_text()
+    meta = json.loads(Path(f"{stem}.json").read_text())
+    assert ("task-1", "clip-1", "synthwave", 1.5, {"team": "a"}) == (
+        meta["task_id"],
+        meta["clip_id"],
+        meta["tags"],
+        meta["duration"],
+        meta["labels"],
+    )
+    assert meta["audio_url"].endswith("/song.wav")
+    assert "SECRET" not in Path(f"{stem}.json").read_text()
+    assert isinstance(disk(songs), Handler)
+
+
+async def test_two_handlers_of_one_event_download_once(
+    tmp_path: Path,
+    media: tuple[str, collections.Counter[str]],
+    make_ctx: MakeContext,
+    make_event: Callable[..., Event],
+) -> None:
+    """Two disk handlers of the same event share the spooled audio and cover."""
+    before = media[1].copy()
+    event, ctx = make_event(), make_ctx()
+    await disk(tmp_path / "a").handle(event, ctx)
+    await disk(tmp_path / "b").handle(event, make_ctx())
+    seen = media[1] - before
+    assert {"/song.wav": 1, "/cover.png": 1} == dict(seen)
+
+
+async def test_replay_overwrites_instead_of_duplicating(
+    songs: Path, tmp_path: Path, make_ctx: MakeContext, make_event: Callable[..., Event]
+) -> None:
+    """Replays, with the spool kept or cleaned, leave exactly one set of files."""
+    handler, event = disk(songs), make_event()
+    await handler.handle(event, make_ctx())
+    first = listing(songs)
+    await handler.handle(event, make_ctx())  # spool file and song are one inode now
+    assert first == listing(songs)
+    ctx = make_ctx()
+    ctx.spool.cleanup()  # type: ignore[attr-defined]
+    await handler.handle(event, ctx)
+    assert first == listing(songs)
+    assert 4 == len(first)
+
+
+@pytest.mark.parametrize(
+    ("title", "clip_id"),
+    [
+        ("../../../etc/passwd", "../../x"),
+        ("/etc/passwd", "/abs/clip"),
+        ("a\x00b\x07c\u202ed", "c\x00\n1"),
+        ("x" * 300, "y" * 300),
+        ("名前" * 200, "é" * 300),
+        ("CON", "NUL"),
+        ("com1.txt", "lpt9"),
+        ("..", "."),
+        ("   ", ""),
+        (".hidden", "..\\..\\win"),
+    ],
+)
+async def test_hostile_names_stay_inside_the_directory(
+    title: str, clip_id: str, songs: Path, make_ctx: MakeContext, make_event: Callable[..., Event]
+) -> None:
+    """Whatever the title and clip id, every written file is a safe name inside `path`."""
+    handler = disk(songs, template="{title}/{clip_id}.{ext}")
+    result = await handler.handle(make_event(title=title, clip_id=clip_id), make_ctx())
+    assert result is not None
+    audio = Path(result["path"])
+    assert songs.resolve() in audio.resolve().parents
+    for name in listing(songs):
+        for part in Path(name).parts:
+            assert not part.startswith(".")
+            assert len(part.encode()) <= 255
+            assert part.split(".")[0].upper() not in RESERVED
+            assert not any(unicodedata.category(ch).startswith("C") for ch in part)
+
+
+def test_safe_name_examples() -> None:
+    """Sanitising keeps readable names and defuses the dangerous ones."""
+    assert [
+        "a_b_c",
+        "ab",
+        "a b",
+        "full",
+        "_CON",
+        "_com1.txt",
+        "untitled",
+        "untitled",
+        "x" * 100,
+    ] == [
+        safe_name(v)
+        for v in [
+            "a/b\\c",
+            "a\x00b",
+            "  a \t  b ",
+            "\uff46\uff55\uff4c\uff4c",
+            "CON",
+            "com1.txt",
+            "",
+            "..",
+            "x" * 300,
+        ]
+    ]
+
+
+@pytest.mark.parametrize(
+    ("options", "needle"),
+    [
+        ({"template": "{artist}/{title}.{ext}"}, "{artist}"),
+        ({"template": "{title}-{clip_id}"}, ".{ext}"),
+        ({"template": "{title!r}.{ext}"}, "no format"),
+        ({"template": "{title:>300}.{ext}"}, "no format"),
+        ({"template": "/srv/{title}.{ext}"}, "relative"),
+        ({"template": "../{title}.{ext}"}, "relative"),
+        ({"paht": "songs"}, "paht"),
+    ],
+)
+def test_bad_config_is_refused_naming_the_problem(options: dict[str, Any], needle: str) -> None:
+    """Unknown fields, a template without `.{ext}` or one that climbs out fail at start-up."""
+    with pytest.raises(pydantic.ValidationError) as caught:
+        DiskHandler.Config(**options)
+    assert needle in str(caught.value)
+
+
+async def test_failed_song_writes_a_failure_sidecar(
+    songs: Path,
+    media: tuple[str, collections.Counter[str]],
+    make_ctx: MakeContext,
+    make_event: Callable[..., Event],
+) -> None:
+    """A failure is visible on disk with its reason, and nothing is downloaded for it."""
+    before = sum(media[1].values())
+    event = make_event("song.failed", error="content policy", audio_url=None, image_url=None)
+    result = await disk(songs).handle(event, make_ctx())
+    failed = songs / "2024-05-06" / "Night Drive-clip-1.failed.json"
+    assert {"path": None, "cover": None, "metadata": str(failed)} == result
+    assert "content policy" == json.loads(failed.read_text())["reason"]
+    assert before == sum(media[1].values())
+
+
+async def test_timed_out_task_writes_a_failure_sidecar(
+    songs: Path, make_ctx: MakeContext, make_event: Callable[..., Event]
+) -> None:
+    """A task that timed out without clips still leaves a note on disk."""
+    event = make_event("task.timed_out", clip_id="-", title=None, audio_url=None)
+    await disk(songs).handle(event, make_ctx())
+    failed = songs / "2024-05-06" / "untitled--.failed.json"
+    assert "timed out" == json.loads(failed.read_text())["reason"]
+
+
+async def test_song_without_audio_url_is_a_permanent_error(
+    songs: Path, make_ctx: MakeContext, make_event: Callable[..., Event]
+) -> None:
+    """There is nothing to save, and retrying cannot change that."""
+    with pytest.raises(HandlerError) as caught:
+        await disk(songs).handle(make_event(audio_url=None), make_ctx())
+    assert caught.value.retryable is False
+
+
+@pytest.mark.parametrize(("path", "ext"), [("/noext", "mp3"), ("/track.flac", "flac")])
+async def test_extension_from_content_type_then_url(
+    path: str,
+    ext: str,
+    songs: Path,
+    media: tuple[str, collections.Counter[str]],
+    make_ctx: MakeContext,
+    make_event: Callable[..., Event],
+) -> None:
+    """audio/mpeg names an .mp3; an octet-stream keeps the URL's suffix."""
+    result = await disk(songs, cover=False).handle(
+        make_event(audio_url=media[0] + path), make_ctx()
+    )
+    assert result is not None and result["path"].endswith(f"Night Drive-clip-1.{ext}")
+
+
+async def test_missing_cover_does_not_lose_the_song(
+    songs: Path,
+    media: tuple[str, collections.Counter[str]],
+    make_ctx: MakeContext,
+    make_event: Callable[..., Event],
+) -> None:
+    """A cover the source no longer has is skipped; the audio is still filed."""
+    result = await disk(songs).handle(make_event(image_url=media[0] + "/gone.png"), make_ctx())
+    assert result is not None and result["cover"] is None
+    assert WAV == Path(result["path"]).read_bytes()
+
+
+async def test_symlink_out_of_the_directory_is_refused(
+    songs: Path, tmp_path: Path, make_ctx: MakeContext, make_event: Callable[..., Event]
+) -> None:
+    """A rendered path that resolves outside `path` (here through a symlink) is never written."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    songs.mkdir()
+    (songs / "2024-05-06").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(HandlerError) as caught:
+        await disk(songs).handle(make_event(), make_ctx())
+    assert (False, []) == (caught.value.retryable, listing(outside))
+
+
+async def test_long_values_in_one_name_are_shortened_deterministically(
+    songs: Path, make_ctx: MakeContext, make_event: Callable[..., Event]
+) -> None:
+    """Long values in one file name still fit the file system; a replay hits the same name."""
+    handler = disk(songs, template="{title}-{task_id}-{clip_id}-{platform}.{ext}")
+    event = make_event(title="t" * 300, task_id="k" * 300, clip_id="名" * 300)
+    first = await handler.handle(event, make_ctx())
+    again = await handler.handle(event, make_ctx())
+    assert first is not None and first == again
+    assert all(len(part.encode()) <= 255 for name in listing(songs) for part in Path(name).parts)
+    assert 4 == len(listing(songs))
