@@ -152,7 +152,10 @@ class DiskHandler:
                     raise
                 ctx.log.warning("cover skipped", handler=self.name, reason=exc.message)
             else:
-                cover = target.with_name(f"{stem}.{_extension(image, default='jpg')}")
+                cover_ext = _extension(image, default="jpg")
+                if cover_ext == ext:  # an odd source; never let the cover replace the song
+                    cover_ext = f"cover.{cover_ext}"
+                cover = target.with_name(f"{stem}.{cover_ext}")
                 await asyncio.to_thread(_place, image.path, cover)
 
         lyrics = event.clip.get("lyrics")

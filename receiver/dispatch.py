@@ -130,7 +130,8 @@ class Dispatcher:
             async with self._per_handler[claim.handler]:
                 await self._run_handler(claim, configured, bound)
             if await self.store.event_settled(event.id):
-                Spool(self.spool_root, event.id, self.http, self.download_policy).cleanup()
+                spool = Spool(self.spool_root, event.id, self.http, self.download_policy)
+                await asyncio.to_thread(spool.cleanup)
         except StoreUnavailable as exc:
             # The lease will expire and another attempt will run: nothing is lost.
             bound.warning("could not record the delivery outcome", error=str(exc))

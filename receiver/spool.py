@@ -74,7 +74,7 @@ class Spool:
     def __init__(
         self, root: Path, event_id: str, http: httpx.AsyncClient, policy: DownloadPolicy
     ) -> None:
-        self._dir = Path(root) / _safe_component(event_id)
+        self._dir = Path(root).absolute() / _safe_component(event_id)
         self._http = http
         self._policy = policy
 
@@ -96,6 +96,13 @@ class Spool:
                 raise HandlerError(
                     f"download from {_where(url)} timed out", blame="unavailable"
                 ) from exc
+            except httpx.InvalidURL as exc:
+                raise _invalid() from exc
+            except httpx.HTTPError as exc:  # connection refused or reset, protocol errors
+                raise HandlerError(
+                    f"download from {_where(url)} failed: {type(exc).__name__}",
+                    blame="unavailable",
+                ) from exc
 
     def cleanup(self) -> None:
         """Remove this event's spool directory once all its deliveries are finished."""
@@ -110,18 +117,10 @@ class Spool:
                 connect=self._policy.connect_timeout_s,
                 pool=self._policy.connect_timeout_s,
             )
-            try:
-                request = self._http.build_request(
-                    "GET", current, headers={"Accept-Encoding": "identity"}, timeout=timeout
-                )
-                response = await self._http.send(request, stream=True, follow_redirects=False)
-            except httpx.TimeoutException:
-                raise
-            except httpx.HTTPError as exc:
-                raise HandlerError(
-                    f"download from {_where(current)} failed: {type(exc).__name__}",
-                    blame="unavailable",
-                ) from exc
+            request = self._http.build_request(
+                "GET", current, headers={"Accept-Encoding": "identity"}, timeout=timeout
+            )
+            response = await self._http.send(request, stream=True, follow_redirects=False)
             try:
                 location = response.headers.get("location")
                 if response.status_code in _REDIRECTS and location:
@@ -138,8 +137,14 @@ class Spool:
         )
 
     async def _check_destination(self, url: str) -> None:
-        parts = urlsplit(url)
-        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        """Refuse other schemes, and hosts with any address that is not public (unless allowed)."""
+        try:
+            parts = urlsplit(url)
+            scheme, host = parts.scheme.lower(), parts.hostname
+            port = parts.port or (443 if scheme == "https" else 80)
+        except ValueError as exc:
+            raise _invalid() from exc
+        if scheme not in ("http", "https") or not host:
             raise HandlerError(
                 f"download from {_where(url)} refused: only http and https URLs are fetched",
                 retryable=False,
@@ -147,10 +152,8 @@ class Spool:
         if self._policy.allow_private_networks:
             return
         try:
-            port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
-            infos = await asyncio.get_running_loop().getaddrinfo(
-                parts.hostname, port, type=socket.SOCK_STREAM
-            )
+            loop = asyncio.get_running_loop()
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except (OSError, ValueError) as exc:
             raise HandlerError(
                 f"download from {_where(url)} failed: cannot resolve the host",
@@ -184,13 +187,6 @@ class Spool:
                         buffer.clear()
                 await asyncio.to_thread(handle.write, bytes(buffer))
             os.replace(temp, target)
-        except httpx.TimeoutException:
-            raise
-        except httpx.HTTPError as exc:
-            raise HandlerError(
-                f"download from {_where(url)} broke off: {type(exc).__name__}",
-                blame="unavailable",
-            ) from exc
         finally:
             with contextlib.suppress(OSError):
                 temp.unlink(missing_ok=True)
@@ -296,6 +292,10 @@ def _retry_after(response: httpx.Response) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
+def _invalid() -> HandlerError:
+    return HandlerError("download refused: the URL is not valid", retryable=False)
+
+
 def _too_big(url: str, max_bytes: int) -> HandlerError:
     return HandlerError(
         f"download from {_where(url)} refused: larger than {max_bytes} bytes", retryable=False
@@ -310,12 +310,16 @@ def _where(url: str) -> str:
         port = parts.port
     except ValueError:
         return "an invalid URL"
+    host = f"[{host}]" if ":" in host else host
     return f"{host}:{port}" if port else host
 
 
 def _url_suffix(url: str) -> str:
     """The URL's file extension if it is short and plain, so spool files keep a useful name."""
-    suffix = PurePosixPath(urlsplit(url).path).suffix.lower()
+    try:
+        suffix = PurePosixPath(urlsplit(url).path).suffix.lower()
+    except ValueError:
+        return ""
     return suffix if re.fullmatch(r"\.[a-z0-9]{1,8}", suffix) else ""
 
 

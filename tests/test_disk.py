@@ -1,7 +1,6 @@
 """The disk handler files songs and failures under its directory, safely and idempotently."""
 
 # STYLE.md asks for `assert expected == actual`, which ruff's SIM300 calls a Yoda condition.
-# ruff: noqa: SIM300
 
 from __future__ import annotations
 

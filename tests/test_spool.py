@@ -1,7 +1,6 @@
 """The spool downloads each URL once per event, safely, over real HTTP on loopback."""
 
 # STYLE.md asks for `assert expected == actual`, which ruff's SIM300 calls a Yoda condition.
-# ruff: noqa: SIM300
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """The upstream client maps every provider answer to a typed error and retries only when safe."""
 
 # STYLE.md asks for `assert expected == actual`, which ruff's SIM300 calls a Yoda condition.
-# ruff: noqa: SIM300
 
 from __future__ import annotations
 
