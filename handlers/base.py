@@ -84,7 +84,18 @@ class HandlerContext:
     delivery_id: str
     attempt: int
     results: Mapping[str, HandlerResult] = dataclasses.field(default_factory=dict)
-    """Results of this event's other handlers that already succeeded, by handler name."""
+    """Results of this event's other handlers that already succeeded, by handler name.
+
+    A handler listed in this one's `after` has finished (succeeded or dead) before this runs,
+    so e.g. Slack can link the copy an `s3` handler stored."""
+    previous_result: HandlerResult | None = None
+    """This very delivery's result from an earlier successful run (a replay): use it to
+    update what was sent instead of sending it twice."""
+    task_results: Mapping[str, HandlerResult] = dataclasses.field(default_factory=dict)
+    """Per handler name, the result of its latest successful delivery for an *earlier* event
+    of the same task (e.g. the Slack `ts` of the "generating…" message posted on submit)."""
+    task_url: str | None = None
+    """The relay's dashboard page for this task, when `RELAY_PUBLIC_URL` is public HTTPS."""
 
 
 @runtime_checkable
@@ -93,5 +104,7 @@ class Handler(Protocol):
 
     Config: ClassVar[type[BaseModel]]
     name: str
+    # Optional: `default_events: ClassVar[tuple[str, ...]]` — the events this type receives
+    # when its `[[handlers]]` entry sets no `events` (else routing.DEFAULT_EVENTS).
 
     async def handle(self, event: Event, ctx: HandlerContext) -> HandlerResult | None: ...

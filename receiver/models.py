@@ -24,8 +24,10 @@ __all__ = [
     "normalise",
 ]
 
-EventKind = Literal["song.streaming", "song.completed", "song.failed", "task.timed_out"]
-"""What happened to one clip (or, for `task.timed_out` and clip-less failures, to the task)."""
+EventKind = Literal[
+    "task.submitted", "song.streaming", "song.completed", "song.failed", "task.timed_out"
+]
+"""What happened to one clip (or, for `task.*` and clip-less failures, to the whole task)."""
 
 FINAL_KINDS: frozenset[str] = frozenset({"song.completed", "song.failed", "task.timed_out"})
 """Kinds after which the clip will not change any more."""
