@@ -215,7 +215,8 @@ def list_handlers(
         {
             "name": h.name,
             "type": h.spec.type,
-            "events": h.spec.events,
+            "events": list(h.events),
+            "after": h.spec.after,
             "platforms": h.spec.platforms,
             "labels": h.spec.labels,
         }

@@ -21,7 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from receiver.errors import ConfigError
 
-__all__ = ["Settings", "load_settings"]
+__all__ = ["Settings", "is_public_https", "load_settings"]
 
 _SECRET_FIELDS = frozenset(
     {"aimusic_api_key", "aimusic_webhook_secret", "relay_secret_key", "relay_admin_token"}
@@ -120,6 +120,12 @@ class Settings(BaseSettings):
             if secret is not None:
                 values.extend(p for p in secret.get_secret_value().split(",") if len(p) >= 4)
         return values
+
+
+def is_public_https(url: str) -> bool:
+    """True for an https URL whose host is not this machine or a private network."""
+    parts = urlsplit(url)
+    return parts.scheme == "https" and not _is_private_host(parts.hostname or "")
 
 
 def _is_private_host(host: str) -> bool:

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 from handlers.base import HandlerContext, HandlerError
+from receiver.config import is_public_https
 from receiver.errors import StoreUnavailable
 from receiver.logging import get_logger
 from receiver.routing import ConfiguredHandler, HandlerSet
@@ -59,6 +60,11 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
         self._per_handler = {h.name: asyncio.Semaphore(h.spec.concurrency) for h in handlers}
+        self._pacers = {
+            h.name: Pacer(h.spec.rate_limit_per_s) for h in handlers if h.spec.rate_limit_per_s
+        }
+        self._paused_until: dict[str, float] = {}
+        self._task_url_base = f"{public_url}/admin/tasks/" if is_public_https(public_url) else None
         store.add_listener(self.wake)
 
     def wake(self) -> None:
@@ -90,7 +96,7 @@ class Dispatcher:
             if free <= 0:
                 await asyncio.wait(self._running, return_when=asyncio.FIRST_COMPLETED)
                 continue
-            claims = await self.store.claim(self.owner, free, self.lease_s)
+            claims = await self.store.claim(self.owner, free, self.lease_s, self._paused())
             for claim in claims:
                 task = asyncio.create_task(self._deliver(claim))
                 self._running.add(task)
@@ -98,11 +104,21 @@ class Dispatcher:
             if len(claims) < free:
                 return
 
+    def _paused(self) -> list[str]:
+        """Handlers a destination asked us to leave alone for a while (Retry-After)."""
+        now = time.time()
+        for name, until in list(self._paused_until.items()):
+            if until <= now:
+                del self._paused_until[name]
+        return list(self._paused_until)
+
     async def _idle_timeout(self) -> float:
-        due = await self.store.next_due_at()
-        if due is None:
-            return self.sweep_s
-        return max(0.0, min(self.sweep_s, due - time.time()))
+        paused = self._paused()
+        wake_at = [time.time() + self.sweep_s, *self._paused_until.values()]
+        due = await self.store.next_due_at(paused)
+        if due is not None:
+            wake_at.append(due)
+        return max(0.0, min(wake_at) - time.time())
 
     async def _deliver(self, claim: Claim) -> None:
         event = claim.event
@@ -116,6 +132,9 @@ class Dispatcher:
             attempt=claim.attempt,
         )
         configured = self.handlers.get(claim.handler)
+        # Hold the lease from the start: waiting for a concurrency slot or the rate limit
+        # must not let it expire (another worker would run the same delivery).
+        keeper = asyncio.create_task(self._keep_lease(claim.delivery_id))
         try:
             if configured is None:
                 await self.store.fail(
@@ -128,6 +147,9 @@ class Dispatcher:
                 bound.error("delivery dead: handler not configured")
                 return
             async with self._per_handler[claim.handler]:
+                pacer = self._pacers.get(claim.handler)
+                if pacer is not None:
+                    await pacer.wait()
                 await self._run_handler(claim, configured, bound)
             if await self.store.event_settled(event.id):
                 spool = Spool(self.spool_root, event.id, self.http, self.download_policy)
@@ -137,21 +159,30 @@ class Dispatcher:
             bound.warning("could not record the delivery outcome", error=str(exc))
         except Exception:
             bound.exception("dispatcher error")
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
 
     async def _run_handler(self, claim: Claim, configured: ConfiguredHandler, bound: Any) -> None:
         spec = configured.spec
+        event = claim.event
         ctx = HandlerContext(
             http=self.http,
-            spool=Spool(self.spool_root, claim.event.id, self.http, self.download_policy),
+            spool=Spool(self.spool_root, event.id, self.http, self.download_policy),
             log=bound,
             public_url=self.public_url,
             delivery_id=claim.delivery_id,
             attempt=claim.attempt,
-            results=await self.store.results_for_event(claim.event.id),
+            results=await self.store.results_for_event(event.id),
+            previous_result=claim.previous_result,
+            task_results=await self.store.results_for_task(event.task_ref, event.id),
+            task_url=self._task_url_base + event.task_ref
+            if self._task_url_base and event.task_ref
+            else None,
         )
         started = time.monotonic()
         bound.info("delivery started")
-        keeper = asyncio.create_task(self._keep_lease(claim.delivery_id))
         try:
             async with asyncio.timeout(spec.timeout_s):
                 result = await configured.handler.handle(claim.event, ctx)
@@ -177,10 +208,6 @@ class Dispatcher:
                 claim, configured, f"{type(exc).__name__}: {exc}", "relay", True, None, bound
             )
             return
-        finally:
-            keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keeper
         await self.store.succeed(claim, self.owner, dict(result) if result else None)
         bound.info("delivery succeeded", duration_ms=round((time.monotonic() - started) * 1000, 1))
 
@@ -194,6 +221,10 @@ class Dispatcher:
         retry_after: float | None,
         bound: Any,
     ) -> None:
+        if retry_after:
+            # The destination asked for quiet: pause the whole handler, not just this delivery.
+            until = time.time() + retry_after
+            self._paused_until[claim.handler] = max(until, self._paused_until.get(claim.handler, 0))
         exhausted = claim.attempt >= configured.spec.max_attempts
         if retryable and not exhausted:
             delay = configured.retry_delay(claim.attempt, retry_after)
@@ -212,6 +243,22 @@ class Dispatcher:
             await asyncio.sleep(self.lease_s / 3)
             with contextlib.suppress(StoreUnavailable):
                 await self.store.extend_lease(delivery_id, self.owner, self.lease_s)
+
+
+class Pacer:
+    """Spaces the starts of one handler's attempts to at most `rate` per second."""
+
+    def __init__(self, rate: float) -> None:
+        self._interval = 1.0 / rate
+        self._next = 0.0
+        self._lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        async with self._lock:
+            now = time.monotonic()
+            if self._next > now:
+                await asyncio.sleep(self._next - now)
+            self._next = max(now, self._next) + self._interval
 
 
 async def _wait_any(wake: asyncio.Event, stop: asyncio.Event, wait_s: float) -> None:

@@ -30,7 +30,8 @@ class HandlerSpec(BaseModel):
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     type: str = Field(min_length=1)
-    events: list[EventKind] = Field(default_factory=lambda: list(DEFAULT_EVENTS))
+    events: list[EventKind] | None = None
+    after: list[str] = Field(default_factory=list)
     platforms: list[str] | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     max_attempts: int = Field(default=8, ge=1, le=100)
@@ -38,6 +39,7 @@ class HandlerSpec(BaseModel):
     backoff_max_s: float = Field(default=600.0, gt=0)
     timeout_s: float = Field(default=120.0, gt=0)
     concurrency: int = Field(default=4, ge=1, le=256)
+    rate_limit_per_s: float | None = Field(default=None, gt=0)
 
     def options(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
@@ -49,6 +51,10 @@ class ConfiguredHandler:
 
     spec: HandlerSpec
     handler: Handler
+    events: tuple[str, ...]
+    """The events it takes: `events` from the file, else its type's default, else ours."""
+    stage: int = 0
+    """0, or one more than the highest stage among the handlers it runs `after`."""
 
     @property
     def name(self) -> str:
@@ -56,7 +62,7 @@ class ConfiguredHandler:
 
     def matches(self, kind: str, platform: str, labels: Mapping[str, str]) -> bool:
         spec = self.spec
-        if kind not in spec.events:
+        if kind not in self.events:
             return False
         if spec.platforms is not None and platform not in spec.platforms:
             return False
@@ -88,10 +94,10 @@ class HandlerSet:
         platform: str,
         labels: Mapping[str, str],
         only: Sequence[str] | None = None,
-    ) -> list[str]:
-        """Names of the handlers this event goes to; `only` narrows to a task's own choice."""
+    ) -> list[tuple[str, int]]:
+        """(name, stage) of the handlers this event goes to; `only` narrows to a task's choice."""
         return [
-            h.name
+            (h.name, h.stage)
             for h in self.handlers
             if h.matches(kind, platform, labels) and (only is None or h.name in only)
         ]
@@ -148,7 +154,23 @@ def _build(
             config = handler_class.Config(**spec.options())
         except ValidationError as exc:
             raise ConfigError(_describe(exc, source, text, index, label)) from None
-        built.append(ConfiguredHandler(spec=spec, handler=handler_class(spec.name, config)))
+        stages = {h.name: h.stage for h in built}
+        for dependency in spec.after:
+            if dependency not in stages:
+                where = _where(source, text, index, "after")
+                raise ConfigError(
+                    f"{where}: {label} key 'after': {dependency!r} is not a handler declared "
+                    "above this one (a handler can only wait for earlier ones)"
+                )
+        events = spec.events or list(getattr(handler_class, "default_events", DEFAULT_EVENTS))
+        built.append(
+            ConfiguredHandler(
+                spec=spec,
+                handler=handler_class(spec.name, config),
+                events=tuple(events),
+                stage=1 + max((stages[d] for d in spec.after), default=-1),
+            )
+        )
     return HandlerSet(handlers=tuple(built), source=source)
 
 

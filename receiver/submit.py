@@ -7,18 +7,18 @@ because a second create would cost credits for a song nobody asked for twice.
 
 from __future__ import annotations
 
-import ipaddress
 import time
 import uuid
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from receiver.config import is_public_https
 from receiver.errors import OutcomeUnknown, RelayError, UpstreamError
 from receiver.logging import get_logger
 from receiver.services import Services
-from receiver.store import NewTask
+from receiver.models import TASK_LEVEL_CLIP
+from receiver.store import Inbound, NewTask
 
 __all__ = ["SubmitRequest", "callbacks_enabled", "submit"]
 
@@ -46,16 +46,26 @@ def callbacks_enabled(services: Services) -> bool:
     settings = services.settings
     if settings.relay_callbacks != "auto":
         return settings.relay_callbacks == "on"
-    if settings.upstream_is_local:
-        return True
-    parts = urlsplit(settings.public_url)
-    host = parts.hostname or ""
-    if parts.scheme != "https" or host == "localhost":
-        return False
-    try:
-        return ipaddress.ip_address(host).is_global
-    except ValueError:
-        return True
+    return settings.upstream_is_local or is_public_https(settings.public_url)
+
+
+async def _announce(
+    services: Services, ref: str, task_id: str, request: SubmitRequest, params: dict[str, Any]
+) -> None:
+    """Record a `task.submitted` event, so handlers that want it (Slack's "generating…"
+    message) run through the same outbox as every other event."""
+    clip = {"title": params["title"]} if params.get("title") else {}
+    await services.store.record_inbound(
+        Inbound(
+            source="relay",
+            body=b"",
+            platform=request.family,
+            clips=[("task.submitted", TASK_LEVEL_CLIP, clip)],
+            task_id=task_id,
+            task_ref=ref,
+        ),
+        services.handlers.route,
+    )
 
 
 async def submit(services: Services, request: SubmitRequest) -> dict[str, Any]:
@@ -100,6 +110,7 @@ async def submit(services: Services, request: SubmitRequest) -> dict[str, Any]:
     else:
         await services.store.task_submitted(ref, answer.task_id)
         bound.info("task submitted", task_id=answer.task_id)
+        await _announce(services, ref, answer.task_id, request, params)
     task = await services.store.get_task(ref)
     if task is None:  # pragma: no cover - we just wrote it
         raise RelayError(f"task {ref} vanished after submit")

@@ -90,7 +90,7 @@ class Relay:
         deadline = time.monotonic() + timeout
         while True:
             task = self.task(task_id)
-            if is_settled(task) and task["events"]:
+            if is_settled(task) and songs(task):
                 return task
             if time.monotonic() > deadline:
                 raise AssertionError(
@@ -99,10 +99,10 @@ class Relay:
                 )
             time.sleep(0.05)
 
-    def count(self, table: str) -> int:
+    def count(self, table: str, where: str = "1=1") -> int:
         """Rows in one table of the relay's SQLite file, read directly."""
         with sqlite3.connect(self.db_path) as conn:
-            return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+            return int(conn.execute(f"SELECT count(*) FROM {table} WHERE {where}").fetchone()[0])
 
     def audio_files(self) -> list[Path]:
         return sorted(self.songs.rglob("*.wav")) if self.songs.exists() else []
@@ -148,6 +148,11 @@ def make_relay(tmp_path: Path, sandbox: str) -> Iterator[Callable[..., Relay]]:
 def relay(make_relay: Callable[..., Relay]) -> Relay:
     """A relay with one disk handler and AIMUSIC_WEBHOOK_SECRET set for the shared route."""
     return make_relay(AIMUSIC_WEBHOOK_SECRET="shared-secret-1")
+
+
+def songs(task: dict[str, Any]) -> list[dict[str, Any]]:
+    """The task's song events (everything but the relay's own `task.submitted`)."""
+    return [e for e in task["events"] if e["kind"] != "task.submitted"]
 
 
 def signed(

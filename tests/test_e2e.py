@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Relay, finished_sandbox_task, sandbox_task, signed
+from tests.conftest import Relay, finished_sandbox_task, sandbox_task, signed, songs
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +23,7 @@ def test_song_reaches_disk_with_cover_and_metadata(relay: Relay) -> None:
     assert task["state"] == "submitted"
     done = relay.wait_settled(task["id"])
     assert done["state"] == "succeeded"
-    [event] = done["events"]
+    [event] = songs(done)
     assert event["kind"] == "song.completed"
     [delivery] = event["deliveries"]
     assert delivery["state"] == "succeeded"
@@ -41,8 +41,8 @@ def test_failed_task_is_recorded_and_dispatched_as_failure(relay: Relay) -> None
     task = relay.submit("broken #fail")
     done = relay.wait_settled(task["id"])
     assert done["state"] == "failed"
-    assert {e["kind"] for e in done["events"]} == {"song.failed"}
-    delivery = done["events"][0]["deliveries"][0]
+    assert {e["kind"] for e in songs(done)} == {"song.failed"}
+    delivery = songs(done)[0]["deliveries"][0]
     assert delivery["state"] == "succeeded"
     assert relay.audio_files() == []
     assert list(relay.songs.rglob("*.failed.json"))
@@ -58,11 +58,12 @@ def test_duplicate_callbacks_make_one_file_and_one_delivery(relay: Relay, sandbo
         time.sleep(0.05)
     time.sleep(0.3)  # let a wrongly duplicated delivery surface if there were one
     done = relay.task(task["id"])
-    assert len(done["events"]) == 1
-    assert len(done["events"][0]["deliveries"]) == 1
+    assert len(songs(done)) == 1
+    assert len(songs(done)[0]["deliveries"]) == 1
     assert len(relay.audio_files()) == 1
     assert relay.count("deliveries") == 1
-    assert relay.count("inbox") == 2  # the same X-Webhook-Id twice is stored once
+    # the same X-Webhook-Id twice is stored once
+    assert relay.count("inbox", "source = 'callback'") == 2
 
 
 def _delivered(sandbox: str, task_id: str) -> list[dict[str, Any]]:
@@ -82,8 +83,8 @@ def test_badly_signed_callback_is_refused_and_nothing_stored(relay: Relay, sandb
         assert time.monotonic() < deadline, attempts
         time.sleep(0.1)
     assert all(a.get("status") == 401 for a in attempts), attempts
-    assert relay.task(task["id"])["events"] == []
-    assert relay.count("inbox") == 0
+    assert songs(relay.task(task["id"])) == []
+    assert relay.count("inbox", "source = 'callback'") == 0
 
 
 def _shared(relay: Relay, headers: dict[str, str], body: bytes) -> httpx.Response:
@@ -174,8 +175,8 @@ def test_secret_rotation_accepts_old_and_new_and_dispatches_external_task(
         assert _shared(relay, headers, raw).status_code == expected
     done = relay.wait_settled(body["task_id"])
     assert done["origin"] == "external"
-    assert len(done["events"]) == 1
-    assert done["events"][0]["deliveries"][0]["state"] == "succeeded"
+    assert len(songs(done)) == 1
+    assert songs(done)[0]["deliveries"][0]["state"] == "succeeded"
     assert len(relay.audio_files()) == 1
 
 
@@ -195,7 +196,7 @@ def test_handler_failing_twice_then_succeeding_is_retried(
     relay = make_relay(config=_flaky_config(fail_times=2))
     task = relay.submit("third time lucky")
     done = relay.wait_settled(task["id"])
-    [delivery] = done["events"][0]["deliveries"]
+    [delivery] = songs(done)[0]["deliveries"]
     assert delivery["state"] == "succeeded"
     assert delivery["attempts"] == 3
     assert [a["outcome"] for a in delivery["attempt_log"]] == ["failed", "failed", "succeeded"]
@@ -208,7 +209,7 @@ def test_handler_that_always_fails_is_dead_lettered(make_relay: Callable[..., Re
     relay = make_relay(config=_flaky_config(fail_times=99, max_attempts=3))
     task = relay.submit("never")
     done = relay.wait_settled(task["id"])
-    [delivery] = done["events"][0]["deliveries"]
+    [delivery] = songs(done)[0]["deliveries"]
     assert delivery["state"] == "dead"
     assert delivery["attempts"] == 3
     assert delivery["last_error"] == "planned failure 3 of 99"
@@ -221,7 +222,7 @@ def test_permanent_handler_error_is_not_retried(make_relay: Callable[..., Relay]
     """A non-retryable HandlerError dead-letters on the first attempt."""
     relay = make_relay(config=_flaky_config(fail_times=1, permanent=True))
     done = relay.wait_settled(relay.submit("no retry")["id"])
-    [delivery] = done["events"][0]["deliveries"]
+    [delivery] = songs(done)[0]["deliveries"]
     assert (delivery["state"], delivery["attempts"]) == ("dead", 1)
 
 
@@ -236,7 +237,7 @@ def test_kill_9_after_200_loses_nothing(make_relay: Callable[..., Relay], sandbo
     assert relay.count("events") == 1  # committed before the answer
     relay.start()
     done = relay.wait_settled(body["task_id"])
-    [delivery] = done["events"][0]["deliveries"]
+    [delivery] = songs(done)[0]["deliveries"]
     assert delivery["state"] == "succeeded"
     assert len(relay.audio_files()) == 1
     headers, raw = signed(body, "crash-secret")  # the provider retries after the crash
@@ -247,9 +248,9 @@ def test_kill_9_after_200_loses_nothing(make_relay: Callable[..., Relay], sandbo
 def test_streaming_callback_is_stored_but_not_dispatched_by_default(relay: Relay) -> None:
     """#streaming sends a streaming clip first: stored as song.streaming, no delivery for it."""
     done = relay.wait_settled(relay.submit("early preview #streaming")["id"])
-    kinds = sorted(e["kind"] for e in done["events"])
+    kinds = sorted(e["kind"] for e in songs(done))
     assert kinds == ["song.completed", "song.streaming"]
-    streaming = next(e for e in done["events"] if e["kind"] == "song.streaming")
+    streaming = next(e for e in songs(done) if e["kind"] == "song.streaming")
     assert streaming["deliveries"] == []
     assert len(relay.audio_files()) == 1
 

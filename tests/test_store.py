@@ -21,8 +21,8 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     await opened.close()
 
 
-def _route(kind: str, platform: str, labels: object, only: object) -> list[str]:
-    return ["a", "b"] if kind == "song.completed" else []
+def _route(kind: str, platform: str, labels: object, only: object) -> list[tuple[str, int]]:
+    return [("a", 0), ("b", 0)] if kind == "song.completed" else []
 
 
 def _inbound(webhook_id: str | None, clip_state: str = "song.completed", **kw: object) -> Inbound:
@@ -110,7 +110,7 @@ async def test_expired_lease_is_reclaimed_and_old_owner_cannot_finish(store: Sql
 async def test_retry_waits_until_due(store: SqlStore) -> None:
     """A failed delivery is not claimable before its retry time, then is."""
     await store.record_inbound(
-        _inbound("w1", clips=[("song.completed", "c", {})]), lambda *a: ["a"]
+        _inbound("w1", clips=[("song.completed", "c", {})]), lambda *a: [("a", 0)]
     )
     [claim] = await store.claim("w", 10, 30)
     await store.fail(claim, "w", "boom", "destination", time.time() + 0.2)
@@ -125,7 +125,7 @@ async def test_retry_waits_until_due(store: SqlStore) -> None:
 async def test_dead_delivery_keeps_error_and_blame(store: SqlStore) -> None:
     """Dead-lettering records the last error and whom to blame."""
     await store.record_inbound(
-        _inbound("w1", clips=[("song.completed", "c", {})]), lambda *a: ["a"]
+        _inbound("w1", clips=[("song.completed", "c", {})]), lambda *a: [("a", 0)]
     )
     [claim] = await store.claim("w", 10, 30)
     await store.fail(claim, "w", "HTTP 404 from destination", "destination", None)

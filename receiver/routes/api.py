@@ -94,7 +94,36 @@ async def list_events(request: Request, services: Services) -> Response:
 async def list_deliveries(request: Request, services: Services) -> Response:
     limit, offset = _paging(request)
     state = request.query_params.get("state")
-    return JSONResponse(present(await services.store.list_deliveries(state, limit, offset)))
+    handler = request.query_params.get("handler")
+    found = await services.store.list_deliveries(state, limit, offset, handler=handler)
+    return JSONResponse(present(found))
+
+
+async def replay_delivery(request: Request, services: Services) -> Response:
+    delivery_id = request.path_params["delivery_id"]
+    if await services.store.replay(delivery_id=delivery_id):
+        return JSONResponse({"replayed": 1}, status_code=202)
+    if await services.store.get_delivery(delivery_id) is None:
+        return error(404, "not_found", "no delivery with that id")
+    return error(409, "in_progress", "the delivery is pending or running; nothing to replay")
+
+
+async def replay_event(request: Request, services: Services) -> Response:
+    count = await services.store.replay(event_id=request.path_params["event_id"])
+    if not count:
+        return error(404, "not_found", "no finished delivery for that event id")
+    return JSONResponse({"replayed": count}, status_code=202)
+
+
+async def replay_dead(request: Request, services: Services) -> Response:
+    """Bulk: every dead letter, optionally of one handler and/or since a unix time."""
+    handler = request.query_params.get("handler")
+    try:
+        since = float(request.query_params.get("since", "0"))
+    except ValueError:
+        return error(400, "bad_request", "since: give unix seconds, e.g. since=1767225600")
+    count = await services.store.replay(handler=handler, dead_since=since)
+    return JSONResponse({"replayed": count}, status_code=202)
 
 
 def _paging(request: Request) -> tuple[int, int]:
@@ -128,4 +157,7 @@ routes = [
     Route("/api/tasks/{task_id}", admin(get_task), methods=["GET"]),
     Route("/api/events", admin(list_events), methods=["GET"]),
     Route("/api/deliveries", admin(list_deliveries), methods=["GET"]),
+    Route("/api/deliveries/replay-dead", admin(replay_dead), methods=["POST"]),
+    Route("/api/deliveries/{delivery_id}/replay", admin(replay_delivery), methods=["POST"]),
+    Route("/api/events/{event_id}/replay", admin(replay_event), methods=["POST"]),
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Literal, Protocol
 
 from receiver.models import Event, EventKind
@@ -17,8 +17,8 @@ __all__ = [
     "Store",
 ]
 
-Router = Callable[[str, str, Mapping[str, str], Sequence[str] | None], list[str]]
-"""(kind, platform, labels, task's own handler choice) → handler names to deliver to."""
+Router = Callable[[str, str, Mapping[str, str], Sequence[str] | None], list[tuple[str, int]]]
+"""(kind, platform, labels, task's own handler choice) → (handler name, stage) to deliver to."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -39,7 +39,7 @@ class NewTask:
 class Inbound:
     """A verified callback (or poll answer) reduced to what the store needs."""
 
-    source: Literal["callback", "poll"]
+    source: Literal["callback", "poll", "relay"]
     body: bytes
     platform: str
     clips: Sequence[tuple[EventKind, str, Mapping[str, Any]]]
@@ -68,6 +68,9 @@ class Claim:
     handler: str
     attempt: int
     event: Event
+    attempt_id: int = 0
+    previous_result: Mapping[str, Any] | None = None
+    """This delivery's result from an earlier successful run (kept across a replay)."""
 
 
 class Store(Protocol):
@@ -88,20 +91,38 @@ class Store(Protocol):
     async def task_state(self, task_ref: str, state: str, error: str | None = None) -> None: ...
     async def record_inbound(self, inbound: Inbound, route: Router) -> IngestResult: ...
 
-    async def claim(self, owner: str, limit: int, lease_s: float) -> list[Claim]: ...
+    async def claim(
+        self, owner: str, limit: int, lease_s: float, exclude: Collection[str] = ()
+    ) -> list[Claim]: ...
     async def extend_lease(self, delivery_id: str, owner: str, lease_s: float) -> bool: ...
     async def succeed(self, claim: Claim, owner: str, result: Mapping[str, Any] | None) -> bool: ...
     async def fail(
         self, claim: Claim, owner: str, error: str, blame: str, retry_at: float | None
     ) -> bool: ...
-    async def next_due_at(self) -> float | None: ...
+    async def next_due_at(self, exclude: Collection[str] = ()) -> float | None: ...
     async def event_settled(self, event_id: str) -> bool: ...
     async def results_for_event(self, event_id: str) -> dict[str, Mapping[str, Any]]: ...
+    async def results_for_task(
+        self, task_ref: str | None, excluding_event: str
+    ) -> dict[str, Mapping[str, Any]]: ...
+    async def replay(
+        self,
+        *,
+        delivery_id: str | None = None,
+        event_id: str | None = None,
+        handler: str | None = None,
+        dead_since: float | None = None,
+    ) -> int: ...
 
     async def get_task(self, task_id: str) -> dict[str, Any] | None: ...
     async def task_detail(self, task_id: str) -> dict[str, Any] | None: ...
     async def list_tasks(self, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]: ...
     async def list_events(self, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]: ...
+    async def get_delivery(self, delivery_id: str) -> dict[str, Any] | None: ...
     async def list_deliveries(
-        self, state: str | None = None, limit: int = 50, offset: int = 0
+        self,
+        state: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        handler: str | None = None,
     ) -> list[dict[str, Any]]: ...

@@ -113,12 +113,23 @@ class Queries:
             )
             return [dict(r._mapping) for r in rows]
 
+    async def get_delivery(self, delivery_id: str) -> dict[str, Any] | None:
+        async with self._read() as conn:
+            row = (await conn.execute(deliveries.select().where(deliveries.c.id == delivery_id))).first()
+        return dict(row._mapping) if row is not None else None
+
     async def list_deliveries(
-        self, state: str | None = None, limit: int = 50, offset: int = 0
+        self,
+        state: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        handler: str | None = None,
     ) -> list[dict[str, Any]]:
         query = deliveries.select().order_by(deliveries.c.updated_at.desc())
         if state is not None:
             query = query.where(deliveries.c.state == state)
+        if handler is not None:
+            query = query.where(deliveries.c.handler == handler)
         async with self._read() as conn:
             rows = await conn.execute(query.limit(_page(limit)).offset(offset))
             return [dict(r._mapping) for r in rows]

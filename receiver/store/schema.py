@@ -81,9 +81,17 @@ deliveries = sa.Table(
     sa.Column("result", sa.JSON, nullable=True),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column(
+        "stage",
+        sa.Integer,
+        nullable=False,
+        server_default="0",
+        comment="runs after the event's deliveries with a lower stage have finished",
+    ),
     sa.UniqueConstraint("event_id", "handler", name="uq_deliveries_event_handler"),
 )
 sa.Index("ix_deliveries_due", deliveries.c.state, deliveries.c.next_attempt_at)
+sa.Index("ix_deliveries_event_id", deliveries.c.event_id)
 
 attempts = sa.Table(
     "attempts",

@@ -24,6 +24,7 @@ from receiver.models import FINAL_KINDS, event_from_row
 from receiver.store import migrate
 from receiver.store.base import Claim, Inbound, IngestResult, NewTask, Router
 from receiver.store.engine import make_engines
+from receiver.store.outbox import Outbox
 from receiver.store.queries import Queries
 from receiver.store.schema import attempts, deliveries, events, inbox, tasks
 
@@ -36,7 +37,7 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
-class SqlStore(Queries):
+class SqlStore(Outbox, Queries):
     """Tasks, events and deliveries in one SQL database."""
 
     def __init__(self, database_url: str, *, migrate_on_open: bool = True) -> None:
@@ -187,13 +188,14 @@ class SqlStore(Queries):
                 if inserted.first() is None:
                     continue
                 event_ids.append(event_id)
-                names = route(kind, inbound.platform, task["labels"] or {}, task["handlers"])
-                for name in names:
+                targets = route(kind, inbound.platform, task["labels"] or {}, task["handlers"])
+                for name, stage in targets:
                     await conn.execute(
                         deliveries.insert().values(
                             id=new_id(),
                             event_id=event_id,
                             handler=name,
+                            stage=stage,
                             state="pending",
                             attempts=0,
                             next_attempt_at=now,
@@ -201,7 +203,7 @@ class SqlStore(Queries):
                             updated_at=now,
                         )
                     )
-                delivery_count += len(names)
+                delivery_count += len(targets)
             await self._advance_task(conn, task, [kind for kind, _, _ in inbound.clips], now)
         if delivery_count:
             self._notify()
@@ -254,6 +256,7 @@ class SqlStore(Queries):
     async def _advance_task(
         self, conn: AsyncConnection, task: Mapping[str, Any], kinds: list[str], now: float
     ) -> None:
+        kinds = [kind for kind in kinds if kind != "task.submitted"]
         if task["state"] in FINAL_TASK_STATES or not kinds:
             return
         if "song.completed" in kinds:
@@ -271,169 +274,3 @@ class SqlStore(Queries):
                 next_poll_at=None if state in FINAL_TASK_STATES else tasks.c.next_poll_at,
             )
         )
-
-    # -- the outbox ----------------------------------------------------------------------
-
-    async def claim(self, owner: str, limit: int, lease_s: float) -> list[Claim]:
-        now = time.time()
-        due = sa.or_(
-            sa.and_(deliveries.c.state == "pending", deliveries.c.next_attempt_at <= now),
-            sa.and_(deliveries.c.state == "running", deliveries.c.lease_until < now),
-        )
-        async with self._write() as conn:
-            picked = (
-                sa.select(deliveries.c.id)
-                .where(due)
-                .order_by(deliveries.c.next_attempt_at)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            )
-            ids = [row.id for row in await conn.execute(picked)]
-            if not ids:
-                return []
-            await conn.execute(
-                attempts.update()
-                .where(attempts.c.delivery_id.in_(ids), attempts.c.outcome == "running")
-                .values(outcome="lost", finished_at=now, error="lease expired: the worker stopped")
-            )
-            claimed = await conn.execute(
-                deliveries.update()
-                .where(deliveries.c.id.in_(ids))
-                .values(
-                    state="running",
-                    attempts=deliveries.c.attempts + 1,
-                    lease_owner=owner,
-                    lease_until=now + lease_s,
-                    updated_at=now,
-                )
-                .returning(
-                    deliveries.c.id,
-                    deliveries.c.event_id,
-                    deliveries.c.handler,
-                    deliveries.c.attempts,
-                )
-            )
-            rows = claimed.all()
-            for row in rows:
-                await conn.execute(
-                    attempts.insert().values(
-                        delivery_id=row.id, number=row.attempts, started_at=now, outcome="running"
-                    )
-                )
-            loaded = await conn.execute(
-                sa.select(events, tasks.c.labels, tasks.c.prompt)
-                .select_from(events.outerjoin(tasks, tasks.c.id == events.c.task_ref))
-                .where(events.c.id.in_({row.event_id for row in rows}))
-            )
-            by_id = {r.id: event_from_row(dict(r._mapping)) for r in loaded}
-        return [
-            Claim(delivery_id=r.id, handler=r.handler, attempt=r.attempts, event=by_id[r.event_id])
-            for r in rows
-        ]
-
-    async def extend_lease(self, delivery_id: str, owner: str, lease_s: float) -> bool:
-        async with self._write() as conn:
-            done = await conn.execute(
-                deliveries.update()
-                .where(
-                    deliveries.c.id == delivery_id,
-                    deliveries.c.lease_owner == owner,
-                    deliveries.c.state == "running",
-                )
-                .values(lease_until=time.time() + lease_s)
-            )
-            return bool(done.rowcount)
-
-    async def succeed(self, claim: Claim, owner: str, result: Mapping[str, Any] | None) -> bool:
-        return await self._finish(claim, owner, "succeeded", None, None, None, result)
-
-    async def fail(
-        self, claim: Claim, owner: str, error: str, blame: str, retry_at: float | None
-    ) -> bool:
-        state = "dead" if retry_at is None else "pending"
-        return await self._finish(claim, owner, state, error, blame, retry_at, None)
-
-    async def _finish(
-        self,
-        claim: Claim,
-        owner: str,
-        state: str,
-        error: str | None,
-        blame: str | None,
-        retry_at: float | None,
-        result: Mapping[str, Any] | None,
-    ) -> bool:
-        now = time.time()
-        async with self._write() as conn:
-            done = await conn.execute(
-                deliveries.update()
-                .where(
-                    deliveries.c.id == claim.delivery_id,
-                    deliveries.c.lease_owner == owner,
-                    deliveries.c.state == "running",
-                    deliveries.c.attempts == claim.attempt,
-                )
-                .values(
-                    state=state,
-                    lease_owner=None,
-                    lease_until=None,
-                    last_error=error,
-                    blame=blame,
-                    result=dict(result) if result is not None else None,
-                    next_attempt_at=retry_at if retry_at is not None else now,
-                    updated_at=now,
-                )
-            )
-            held = bool(done.rowcount)
-            if not held:
-                # Our lease expired and another worker took over: its attempt is the record.
-                return False
-            await conn.execute(
-                attempts.update()
-                .where(
-                    attempts.c.delivery_id == claim.delivery_id, attempts.c.number == claim.attempt
-                )
-                .values(
-                    outcome="succeeded" if state == "succeeded" else "failed",
-                    finished_at=now,
-                    error=error,
-                    blame=blame,
-                )
-            )
-        if state == "pending":
-            self._notify()
-        return True
-
-    async def next_due_at(self) -> float | None:
-        async with self._read() as conn:
-            pending = await conn.scalar(
-                sa.select(sa.func.min(deliveries.c.next_attempt_at)).where(
-                    deliveries.c.state == "pending"
-                )
-            )
-            leased = await conn.scalar(
-                sa.select(sa.func.min(deliveries.c.lease_until)).where(
-                    deliveries.c.state == "running"
-                )
-            )
-        times = [t for t in (pending, leased) if t is not None]
-        return min(times) if times else None
-
-    async def event_settled(self, event_id: str) -> bool:
-        async with self._read() as conn:
-            open_count = await conn.scalar(
-                sa.select(sa.func.count()).where(
-                    deliveries.c.event_id == event_id,
-                    deliveries.c.state.in_(("pending", "running")),
-                )
-            )
-        return not open_count
-
-    async def results_for_event(self, event_id: str) -> dict[str, Mapping[str, Any]]:
-        async with self._read() as conn:
-            rows = await conn.execute(
-                sa.select(deliveries.c.handler, deliveries.c.result).where(
-                    deliveries.c.event_id == event_id, deliveries.c.state == "succeeded"
-                )
-            )
-            return {row.handler: row.result or {} for row in rows}
