@@ -13,17 +13,20 @@ from receiver.config import Settings
 from receiver.dispatch import Dispatcher
 from receiver.logging import get_logger
 from receiver.middleware import RequestLogMiddleware
+from receiver.poller import Poller
 from receiver.routes import api, health, webhooks
 from receiver.services import Services, build_services
+from receiver.submit import callbacks_enabled
 
-__all__ = ["create_app", "start_dispatcher"]
+__all__ = ["create_app", "start_background"]
 
 log = get_logger("aimusic_relay.app")
 
 
 @contextlib.asynccontextmanager
-async def start_dispatcher(services: Services) -> AsyncIterator[Dispatcher]:
-    """Run a dispatcher for the lifetime of the block; on exit, finish in-flight deliveries."""
+async def start_background(services: Services) -> AsyncIterator[Dispatcher]:
+    """Run the dispatcher and the poller for the lifetime of the block; on exit, stop the
+    poller and let in-flight deliveries finish."""
     dispatcher = Dispatcher(
         services.store,
         services.handlers,
@@ -33,13 +36,25 @@ async def start_dispatcher(services: Services) -> AsyncIterator[Dispatcher]:
         public_url=services.settings.public_url,
         lease_s=services.settings.relay_lease_s,
     )
+    poller = Poller(
+        services,
+        lease_s=services.settings.relay_lease_s,
+        rate_per_s=services.settings.relay_poll_rate_per_s,
+    )
+    if not callbacks_enabled(services):
+        log.warning(
+            "callbacks are off: tasks are submitted without webhook_url and followed by polling",
+            reason="RELAY_CALLBACKS=off"
+            if services.settings.relay_callbacks == "off"
+            else "RELAY_PUBLIC_URL is not public HTTPS and the upstream is not local",
+        )
     stop = asyncio.Event()
-    task = asyncio.create_task(dispatcher.run(stop))
+    tasks = [asyncio.create_task(dispatcher.run(stop)), asyncio.create_task(poller.run(stop))]
     try:
         yield dispatcher
     finally:
         stop.set()
-        await task
+        await asyncio.gather(*tasks)
 
 
 def create_app(settings: Settings, *, run_dispatcher: bool | None = None) -> Starlette:
@@ -63,7 +78,7 @@ def create_app(settings: Settings, *, run_dispatcher: bool | None = None) -> Sta
         )
         try:
             if in_process:
-                async with start_dispatcher(services):
+                async with start_background(services):
                     yield
             else:
                 yield

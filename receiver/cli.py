@@ -189,12 +189,15 @@ def demo(
     prompt: Annotated[
         str, typer.Option(help="What to ask the sandbox for.")
     ] = "lo-fi piano, rainy evening",
+    no_callbacks: Annotated[
+        bool, typer.Option("--no-callbacks", help="Poll instead (as on a laptop with no public URL).")
+    ] = False,
 ) -> None:
     """Run the sandbox and the relay together on loopback and deliver one song to disk."""
     from receiver.demo import run_demo
 
     configure_logging("warning", "auto")
-    raise typer.Exit(_run(lambda: run_demo(directory, prompt)))
+    raise typer.Exit(_run(lambda: run_demo(directory, prompt, callbacks=not no_callbacks)))
 
 
 @app.command("handlers")

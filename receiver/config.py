@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     relay_poll_grace_s: float = Field(default=90.0, gt=0)
     relay_poll_max_interval_s: float = Field(default=60.0, gt=0)
     relay_task_deadline_s: float = Field(default=1800.0, gt=0)
+    relay_poll_rate_per_s: float = Field(default=2.0, gt=0)
     relay_callbacks: Literal["auto", "on", "off"] = "auto"
     relay_allow_private_networks: bool = False
     relay_max_body_bytes: int = Field(default=1024 * 1024, gt=0)

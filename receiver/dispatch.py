@@ -22,11 +22,12 @@ from handlers.base import HandlerContext, HandlerError
 from receiver.config import is_public_https
 from receiver.errors import StoreUnavailable
 from receiver.logging import get_logger
+from receiver.pacing import Pacer
 from receiver.routing import ConfiguredHandler, HandlerSet
 from receiver.spool import DownloadPolicy, Spool
 from receiver.store import Claim, Store
 
-__all__ = ["Dispatcher"]
+__all__ = ["Dispatcher", "wait_any"]
 
 log = get_logger("aimusic_relay.dispatch")
 
@@ -85,7 +86,7 @@ class Dispatcher:
                 failures += 1
                 timeout = min(30.0, 0.5 * 2**failures)
                 log.warning("store unavailable; backing off", error=str(exc), retry_in_s=timeout)
-            await _wait_any(self._wake, stop, timeout)
+            await wait_any(self._wake, stop, timeout)
         if self._running:
             await asyncio.gather(*self._running, return_exceptions=True)
         log.info("dispatcher stopped", owner=self.owner)
@@ -245,23 +246,7 @@ class Dispatcher:
                 await self.store.extend_lease(delivery_id, self.owner, self.lease_s)
 
 
-class Pacer:
-    """Spaces the starts of one handler's attempts to at most `rate` per second."""
-
-    def __init__(self, rate: float) -> None:
-        self._interval = 1.0 / rate
-        self._next = 0.0
-        self._lock = asyncio.Lock()
-
-    async def wait(self) -> None:
-        async with self._lock:
-            now = time.monotonic()
-            if self._next > now:
-                await asyncio.sleep(self._next - now)
-            self._next = max(now, self._next) + self._interval
-
-
-async def _wait_any(wake: asyncio.Event, stop: asyncio.Event, wait_s: float) -> None:
+async def wait_any(wake: asyncio.Event, stop: asyncio.Event, wait_s: float) -> None:
     waiters = [asyncio.create_task(wake.wait()), asyncio.create_task(stop.wait())]
     try:
         await asyncio.wait(waiters, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)

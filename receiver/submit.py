@@ -7,6 +7,7 @@ because a second create would cost credits for a song nobody asked for twice.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from typing import Any, Literal
@@ -14,15 +15,20 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from receiver.config import is_public_https
-from receiver.errors import OutcomeUnknown, RelayError, UpstreamError
+from receiver.errors import OutcomeUnknown, RateLimited, RelayError, UpstreamError
 from receiver.logging import get_logger
+from receiver.models import TASK_LEVEL_CLIP, CreateAnswer
 from receiver.services import Services
-from receiver.models import TASK_LEVEL_CLIP
 from receiver.store import Inbound, NewTask
 
 __all__ = ["SubmitRequest", "callbacks_enabled", "submit"]
 
 log = get_logger("aimusic_relay.submit")
+
+SONIC_DEFAULT_MODEL = "sonic-v4-5"
+CREATE_ATTEMPTS_ON_429 = 3
+MAX_429_WAIT_S = 60.0
+_PROMPT_KEYS = ("sound", "gpt_description_prompt", "lyrics", "prompt", "tags")
 
 
 class SubmitRequest(BaseModel):
@@ -30,7 +36,7 @@ class SubmitRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    family: Literal["producer"] = "producer"
+    family: Literal["producer", "sonic", "nuro"] = "producer"
     params: dict[str, Any] = Field(default_factory=dict)
     labels: dict[str, str] = Field(default_factory=dict)
     handlers: list[str] | None = None
@@ -47,6 +53,23 @@ def callbacks_enabled(services: Services) -> bool:
     if settings.relay_callbacks != "auto":
         return settings.relay_callbacks == "on"
     return settings.upstream_is_local or is_public_https(settings.public_url)
+
+
+async def _create(
+    services: Services, family: str, params: dict[str, Any], bound: Any
+) -> CreateAnswer:
+    """Create upstream; a 429 is retried after its Retry-After — safe only because a 429
+    means nothing was created — a bounded number of times."""
+    for attempt in range(1, CREATE_ATTEMPTS_ON_429 + 1):
+        try:
+            return await services.upstream.create(family, params)
+        except RateLimited as exc:
+            wait_s = exc.retry_after
+            if attempt == CREATE_ATTEMPTS_ON_429 or wait_s is None or wait_s > MAX_429_WAIT_S:
+                raise
+            bound.info("create rate-limited; retrying after Retry-After", retry_after_s=wait_s)
+            await asyncio.sleep(wait_s)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 async def _announce(
@@ -78,13 +101,21 @@ async def submit(services: Services, request: SubmitRequest) -> dict[str, Any]:
     ref = uuid.uuid4().hex
     params = dict(request.params)
     params.setdefault("task_type", "create_music")
+    if request.family == "sonic":
+        params.setdefault("mv", SONIC_DEFAULT_MODEL)
+        params.setdefault("custom_mode", "prompt" in params)
     stored_params = dict(params)
-    if callbacks_enabled(services):
+    callbacks = callbacks_enabled(services)
+    if callbacks:
         token = services.tokens.dumps(ref)
         params["webhook_url"] = f"{services.settings.public_url}/webhooks/aimusic/{token}"
         params["webhook_secret"] = services.tokens.task_secrets(ref)[0]
         stored_params["webhook_url"] = params["webhook_url"]
-    prompt = params.get("sound") or params.get("lyrics") or params.get("prompt")
+    prompt = next((params[k] for k in _PROMPT_KEYS if params.get(k)), None)
+    now, settings = time.time(), services.settings
+    first_poll = (
+        settings.relay_poll_grace_s if callbacks else min(settings.relay_poll_grace_s, 15.0)
+    )
     await services.store.create_task(
         NewTask(
             id=ref,
@@ -94,12 +125,13 @@ async def submit(services: Services, request: SubmitRequest) -> dict[str, Any]:
             params=stored_params,
             labels=request.labels,
             handlers=request.handlers,
-            deadline_at=time.time() + services.settings.relay_task_deadline_s,
+            deadline_at=now + settings.relay_task_deadline_s,
+            next_poll_at=now + first_poll,
         )
     )
     bound = log.bind(task_ref=ref, family=request.family)
     try:
-        answer = await services.upstream.create_producer(params)
+        answer = await _create(services, request.family, params, bound)
     except OutcomeUnknown as exc:
         await services.store.task_state(ref, "unknown", exc.message)
         bound.warning("create outcome unknown; not re-sent", error=exc.message)

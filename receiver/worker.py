@@ -1,11 +1,11 @@
-"""`aimusic-relay worker`: the dispatcher alone, for when web processes do not run it."""
+"""`aimusic-relay worker`: the dispatcher and poller, for when web processes do not run them."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
 
-from receiver.app import start_dispatcher
+from receiver.app import start_background
 from receiver.config import Settings
 from receiver.logging import get_logger
 from receiver.services import build_services
@@ -24,7 +24,7 @@ async def run_worker(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     await services.store.open()
     try:
-        async with start_dispatcher(services):
+        async with start_background(services):
             await stop.wait()
             log.info("stopping: finishing in-flight deliveries")
     finally:

@@ -1,4 +1,4 @@
-"""Third-party handler plugins: a separate distribution, installed with pip, found by entry point."""
+"""Third-party handler plugins: a distribution installed with pip, found by its entry point."""
 
 from __future__ import annotations
 

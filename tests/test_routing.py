@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -126,7 +127,7 @@ def test_concurrency_cap_and_rate_limit_space_the_attempts(
         relay.wait_settled(task["id"])
     calls = sorted(read_log(log), key=lambda c: c["started"])
     assert len(calls) == 4
-    for earlier, later in zip(calls, calls[1:], strict=False):
+    for earlier, later in itertools.pairwise(calls):
         assert later["started"] >= earlier["finished"]
         # 4/s is 0.25 s apart at the pacer; the handler starts a few ms after it (DB reads),
         # so allow for that jitter while staying well above the 0.1 s the sleep alone gives.

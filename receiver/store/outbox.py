@@ -265,8 +265,12 @@ class Outbox:
         async with self._write() as conn:
             done = await conn.execute(
                 query.values(
-                    state="pending", attempts=0, next_attempt_at=now, last_error=None,
-                    blame=None, updated_at=now,
+                    state="pending",
+                    attempts=0,
+                    next_attempt_at=now,
+                    last_error=None,
+                    blame=None,
+                    updated_at=now,
                 )
             )
         if done.rowcount:

@@ -115,7 +115,9 @@ class Queries:
 
     async def get_delivery(self, delivery_id: str) -> dict[str, Any] | None:
         async with self._read() as conn:
-            row = (await conn.execute(deliveries.select().where(deliveries.c.id == delivery_id))).first()
+            row = (
+                await conn.execute(deliveries.select().where(deliveries.c.id == delivery_id))
+            ).first()
         return dict(row._mapping) if row is not None else None
 
     async def list_deliveries(

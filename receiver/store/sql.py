@@ -20,13 +20,14 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from receiver.errors import StoreUnavailable
-from receiver.models import FINAL_KINDS, event_from_row
+from receiver.models import FINAL_KINDS
 from receiver.store import migrate
-from receiver.store.base import Claim, Inbound, IngestResult, NewTask, Router
+from receiver.store.base import Inbound, IngestResult, NewTask, Router
 from receiver.store.engine import make_engines
 from receiver.store.outbox import Outbox
+from receiver.store.polls import Polls
 from receiver.store.queries import Queries
-from receiver.store.schema import attempts, deliveries, events, inbox, tasks
+from receiver.store.schema import deliveries, events, inbox, tasks
 
 __all__ = ["SqlStore"]
 
@@ -37,7 +38,7 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
-class SqlStore(Outbox, Queries):
+class SqlStore(Outbox, Polls, Queries):
     """Tasks, events and deliveries in one SQL database."""
 
     def __init__(self, database_url: str, *, migrate_on_open: bool = True) -> None:
@@ -110,6 +111,7 @@ class SqlStore(Outbox, Queries):
                     created_at=now,
                     updated_at=now,
                     deadline_at=task.deadline_at,
+                    next_poll_at=task.next_poll_at,
                 )
             )
 
@@ -259,7 +261,9 @@ class SqlStore(Outbox, Queries):
         kinds = [kind for kind in kinds if kind != "task.submitted"]
         if task["state"] in FINAL_TASK_STATES or not kinds:
             return
-        if "song.completed" in kinds:
+        if "task.timed_out" in kinds:
+            state = "timed_out"
+        elif "song.completed" in kinds:
             state = "succeeded"
         elif all(kind in FINAL_KINDS for kind in kinds):
             state = "failed"
