@@ -18,7 +18,11 @@ __all__ = ["ENTRY_POINT_GROUP", "HandlerRegistry"]
 ENTRY_POINT_GROUP = "aimusic_relay.handlers"
 
 _BUILTINS = {
+    "apprise": "handlers.apprise:AppriseHandler",
     "disk": "handlers.disk:DiskHandler",
+    "forward": "handlers.forward:ForwardHandler",
+    "s3": "handlers.s3:S3Handler",
+    "slack": "handlers.slack:SlackHandler",
 }
 
 

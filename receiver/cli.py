@@ -154,6 +154,13 @@ def submit(
     ] = False,
     timeout: Annotated[float, typer.Option(help="Give up waiting after this many seconds.")] = 900,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    family: Annotated[
+        str, typer.Option(help="producer, or sonic (two songs per task, Suno-backed).")
+    ] = "producer",
+    tags: Annotated[str | None, typer.Option(help="sonic: style tags.")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Model (`mv`), e.g. FUZZ-2.0, sonic-v5.")
+    ] = None,
 ) -> None:
     """Create a song; the relay's server receives the callback and runs the handlers."""
     from receiver.progress import submit_and_wait
@@ -166,13 +173,19 @@ def submit(
         params["title"] = title
     if instrumental:
         params["make_instrumental"] = True
+    if tags is not None:
+        params["tags"] = tags
+    if model is not None:
+        params["mv"] = model
+    if family not in ("producer", "sonic", "nuro"):
+        raise _fail(f"--family {family!r}: use producer or sonic", 2)
     labels = {}
     for item in label or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise _fail(f"--label {item!r}: write it as key=value, e.g. --label team=ads", 2)
         labels[key] = value
-    body = {"family": "producer", "params": params, "labels": labels, "handlers": handler}
+    body = {"family": family, "params": params, "labels": labels, "handlers": handler}
     code = _run(lambda: submit_and_wait(settings, body, wait=wait, wait_s=timeout, as_json=as_json))
     raise typer.Exit(code)
 
@@ -190,7 +203,8 @@ def demo(
         str, typer.Option(help="What to ask the sandbox for.")
     ] = "lo-fi piano, rainy evening",
     no_callbacks: Annotated[
-        bool, typer.Option("--no-callbacks", help="Poll instead (as on a laptop with no public URL).")
+        bool,
+        typer.Option("--no-callbacks", help="Poll instead (as on a laptop with no public URL)."),
     ] = False,
 ) -> None:
     """Run the sandbox and the relay together on loopback and deliver one song to disk."""
@@ -198,6 +212,51 @@ def demo(
 
     configure_logging("warning", "auto")
     raise typer.Exit(_run(lambda: run_demo(directory, prompt, callbacks=not no_callbacks)))
+
+
+@app.command()
+def credits(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Show the AI Music API account's credits (extra credits are spent first)."""
+    from receiver.upstream import UpstreamClient
+
+    settings = _settings()
+    key = settings.aimusic_api_key.get_secret_value() if settings.aimusic_api_key else None
+
+    async def fetch() -> dict[str, float]:
+        async with UpstreamClient(settings.aimusic_base_url, key) as client:
+            answer = await client.credits()
+        return {"credits": answer.credits, "extra_credits": answer.extra_credits}
+
+    balance = _run(fetch)
+    if as_json:
+        out.print_json(json.dumps(balance))
+    else:
+        out.print(f"credits: {balance['credits']:g}   extra credits: {balance['extra_credits']:g}")
+
+
+@app.command()
+def lyrics(
+    prompt: Annotated[str, typer.Argument(help="What the song is about.")],
+    family: Annotated[str, typer.Option(help="producer (1 result) or sonic (2).")] = "producer",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Write lyrics with the provider (producer lyrics-create or sonic lyrics)."""
+    from receiver.upstream import UpstreamClient
+
+    settings = _settings()
+    key = settings.aimusic_api_key.get_secret_value() if settings.aimusic_api_key else None
+
+    async def write() -> list[dict[str, Any]]:
+        async with UpstreamClient(settings.aimusic_base_url, key) as client:
+            results = await client.write_lyrics(prompt, family=family)
+        return [{"title": r.title, "lyrics": r.lyrics} for r in results]
+
+    written = _run(write)
+    if as_json:
+        out.print_json(json.dumps(written))
+        return
+    for item in written:
+        out.print(f"[bold]{item['title']}[/]\n{item['lyrics']}\n", highlight=False)
 
 
 @app.command("handlers")

@@ -11,18 +11,29 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
+    "FAMILIES",
     "CallbackBody",
     "Clip",
     "CreateAnswer",
     "Credits",
     "Event",
     "EventKind",
+    "Family",
+    "LyricsAnswer",
+    "LyricsResult",
+    "LyricsTaskAnswer",
     "TaskAnswer",
     "normalise",
 ]
+
+Family = Literal["producer", "sonic", "nuro"]
+"""An upstream API family; nuro is retired (its calls raise `TaskGone`) but its callbacks parse."""
+
+FAMILIES: tuple[Family, ...] = ("producer", "sonic", "nuro")
+"""Every family name `UpstreamClient.create` and `UpstreamClient.task` accept."""
 
 EventKind = Literal[
     "task.submitted", "song.streaming", "song.completed", "song.failed", "task.timed_out"
@@ -41,9 +52,12 @@ class _Lenient(BaseModel):
 
 
 class Clip(_Lenient):
-    """One song in a task answer or callback; fields differ by family, so all are optional."""
+    """One song in a task answer or callback; fields differ by family, so most are optional.
 
-    clip_id: str = Field(validation_alias="clip_id")
+    The id is read from `clip_id`, or from `id` (nuro's callbacks) when `clip_id` is absent.
+    """
+
+    clip_id: str = Field(validation_alias=AliasChoices("clip_id", "id"))
     state: str | None = None
     title: str | None = None
     sound: str | None = None
@@ -106,6 +120,45 @@ class Credits(_Lenient):
 
     credits: float = 0
     extra_credits: float = 0
+
+
+def _as_list(value: Any) -> Any:
+    """`null` is no results and a lone object is one result."""
+    if value is None:
+        return []
+    return [value] if isinstance(value, dict) else value
+
+
+class LyricsResult(_Lenient):
+    """One set of written lyrics; the text comes as `lyrics` or (sonic) `text`."""
+
+    title: str | None = None
+    lyrics: str | None = Field(default=None, validation_alias=AliasChoices("lyrics", "text"))
+    clip_id: str | None = None
+
+
+class LyricsTaskAnswer(_Lenient):
+    """`GET /api/v1/producer/task/{id}` of a `lyrics-create` task: a status, then the lyrics.
+
+    The docs do not show this answer; the shape is the sandbox's choice, kept lenient.
+    """
+
+    code: int | None = None
+    status: str | None = None
+    message: str | None = None
+    data: list[LyricsResult] = Field(default_factory=list)
+
+    _data_as_list = field_validator("data", mode="before")(_as_list)
+
+
+class LyricsAnswer(_Lenient):
+    """`POST /api/v1/sonic/lyrics`: two lyrics results at once (shape not shown in the docs)."""
+
+    code: int | None = None
+    message: str | None = None
+    data: list[LyricsResult] = Field(default_factory=list)
+
+    _data_as_list = field_validator("data", mode="before")(_as_list)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -75,9 +75,11 @@ class Poller:
         self.cap_s = settings.relay_poll_max_interval_s
 
     async def run(self, stop: asyncio.Event) -> None:
-        wake = asyncio.Event()  # nothing wakes the poller early; its work is time-driven
+        wake = asyncio.Event()
+        self.services.store.add_listener(wake.set)  # a new task may be due sooner
         failures = 0
         while not stop.is_set():
+            wake.clear()
             try:
                 due = await self.services.store.claim_polls(self.concurrency, self.lease_s)
                 failures = 0

@@ -21,7 +21,7 @@ from receiver.models import TASK_LEVEL_CLIP, CreateAnswer
 from receiver.services import Services
 from receiver.store import Inbound, NewTask
 
-__all__ = ["SubmitRequest", "callbacks_enabled", "submit"]
+__all__ = ["SubmitRequest", "callbacks_enabled", "sonic_params", "submit"]
 
 log = get_logger("aimusic_relay.submit")
 
@@ -53,6 +53,21 @@ def callbacks_enabled(services: Services) -> bool:
     if settings.relay_callbacks != "auto":
         return settings.relay_callbacks == "on"
     return settings.upstream_is_local or is_public_https(settings.public_url)
+
+
+def sonic_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Accept the producer-style `sound`/`lyrics` for sonic too: lyrics become `prompt` in
+    custom mode (the style goes to `tags`); a style alone becomes `gpt_description_prompt`."""
+    params = dict(params)
+    sound, lyrics = params.pop("sound", None), params.pop("lyrics", None)
+    if lyrics and not params.get("prompt"):
+        params["prompt"] = lyrics
+    if sound:
+        key = "tags" if params.get("prompt") else "gpt_description_prompt"
+        params.setdefault(key, sound)
+    params.setdefault("custom_mode", bool(params.get("prompt")))
+    params.setdefault("mv", SONIC_DEFAULT_MODEL)
+    return params
 
 
 async def _create(
@@ -102,8 +117,7 @@ async def submit(services: Services, request: SubmitRequest) -> dict[str, Any]:
     params = dict(request.params)
     params.setdefault("task_type", "create_music")
     if request.family == "sonic":
-        params.setdefault("mv", SONIC_DEFAULT_MODEL)
-        params.setdefault("custom_mode", "prompt" in params)
+        params = sonic_params(params)
     stored_params = dict(params)
     callbacks = callbacks_enabled(services)
     if callbacks:

@@ -1,9 +1,12 @@
-"""The AI Music API client: producer create and poll, credits; every failure as a typed error.
+"""The AI Music API client: producer, sonic, lyrics, credits; every failure as a typed error.
 
 Retries happen only where they are safe. A create costs credits and the provider offers no
 idempotency key, so a create is sent at most once: if we cannot tell whether it arrived (a
 timeout, a dropped connection, a 5xx) we raise `OutcomeUnknown` and the caller reconciles by
-polling instead of sending it again. Reads (poll, credits) are retried briefly.
+polling instead of sending it again. A `RateLimited` (429) from a create means nothing was
+created: it carries `retry_after` (seconds, or None when the provider gave no usable
+`Retry-After`) and may be sent again after that wait. Reads (poll, credits) are retried briefly.
+Nuro was retired upstream: its calls raise `TaskGone` without sending anything.
 
 The API key goes only into the `Authorization` header; it is never part of a message or repr,
 and is scrubbed from provider messages that echo it.
@@ -12,36 +15,36 @@ and is scrubbed from provider messages that echo it.
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import json
-import math
-import re
-import time
-from collections.abc import Mapping, Sequence
-from datetime import UTC
-from types import TracebackType
-from typing import Any, TypeVar
-from urllib.parse import quote, urlsplit
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
 
-import httpx
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
-from receiver import __version__
+from receiver._upstream_errors import Call, unknown
+from receiver._upstream_http import Transport, Unsure
 from receiver.errors import (
-    InsufficientCredits,
     OutcomeUnknown,
-    RateLimited,
     TaskGone,
-    TaskNotFound,
-    Unauthorized,
     UpstreamError,
-    UpstreamForbidden,
     UpstreamRejected,
     UpstreamUnavailable,
 )
-from receiver.models import CreateAnswer, Credits, TaskAnswer
+from receiver.models import (
+    CreateAnswer,
+    Credits,
+    LyricsAnswer,
+    LyricsResult,
+    LyricsTaskAnswer,
+    TaskAnswer,
+)
 
-__all__ = ["RETIRED_PRODUCER_TASK_TYPES", "UpstreamClient", "is_retired_task_type"]
+__all__ = [
+    "NURO_RETIRED",
+    "RETIRED_PRODUCER_TASK_TYPES",
+    "UpstreamClient",
+    "is_retired_task_type",
+]
 
 RETIRED_PRODUCER_TASK_TYPES = frozenset(
     {
@@ -55,12 +58,13 @@ RETIRED_PRODUCER_TASK_TYPES = frozenset(
 )
 """Producer task types the provider answers 410 for; their `*_upload_*` forms are retired too."""
 
-_MESSAGE_KEYS = ("message", "error", "detail", "description")
-_MAX_MESSAGE = 300
-_REDACTED = "***"
-_HEADER_SAFE = re.compile(r"[\x21-\x7e]+")  # visible ASCII: what a bearer token may contain
-_TASK_NOT_FOUND = re.compile(r"\btask\b.*\bnot found", re.IGNORECASE)
-_Model = TypeVar("_Model", bound=BaseModel)
+NURO_RETIRED = (
+    "nuro was retired by the provider (410 Gone): make vocal songs with sonic (`--family sonic`) "
+    "and background music with producer (`--family producer`)"
+)
+"""Why every nuro call fails; the client raises it as `TaskGone` without sending anything."""
+
+_PRODUCER_COST, _SONIC_COST, _CONCAT_COST, _LYRICS_COST = 10.0, 15.0, 2.0, 1.0
 
 
 def is_retired_task_type(task_type: str) -> bool:
@@ -74,50 +78,39 @@ def is_retired_task_type(task_type: str) -> bool:
     )
 
 
-class UpstreamClient:
+class UpstreamClient(Transport):
     """An async client for one AI Music API base URL and key; use it as `async with`.
 
     Pass `http` to share a connection pool (it is then not closed here). `retry_delays` are
     the waits before each retry of a read (poll, credits).
     """
 
-    def __init__(
-        self,
-        base_url: str,
-        api_key: str | None,
-        *,
-        timeout: float = 30.0,
-        http: httpx.AsyncClient | None = None,
-        retry_delays: Sequence[float] = (0.5, 1.5),
-    ) -> None:
-        self._base_url = base_url.rstrip("/")
-        self._api_key = api_key or None
-        self._timeout = timeout
-        self._owns_http = http is None
-        self._http = http or httpx.AsyncClient(timeout=timeout)
-        self._retry_delays = tuple(retry_delays)
+    async def create(self, family: str, params: Mapping[str, Any]) -> CreateAnswer:
+        """Create a task in `family` ("producer" or "sonic"; "nuro" raises `TaskGone`).
 
-    def __repr__(self) -> str:
-        key = "set" if self._api_key else "missing"
-        return f"UpstreamClient(base_url={self._base_url!r}, api_key=<{key}>)"
+        Sent once. `OutcomeUnknown`: it may exist, do not re-send. `RateLimited`: nothing was
+        created; wait `retry_after` seconds (None: back off) and it is safe to send again.
+        """
+        if family == "producer":
+            return await self.create_producer(params)
+        if family == "sonic":
+            return await self.create_sonic(params)
+        if family == "nuro":
+            return await self.nuro_create(params)
+        raise _unknown_family(family)
 
-    async def __aenter__(self) -> UpstreamClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        if self._owns_http:
-            await self._http.aclose()
+    async def task(self, family: str, task_id: str) -> TaskAnswer:
+        """Poll a task of `family` ("producer" or "sonic"; "nuro" raises `TaskGone`)."""
+        if family == "producer":
+            return await self.producer_task(task_id)
+        if family == "sonic":
+            return await self.sonic_task(task_id)
+        if family == "nuro":
+            return await self.nuro_task(task_id)
+        raise _unknown_family(family)
 
     async def create_producer(self, params: Mapping[str, Any]) -> CreateAnswer:
-        """Create a producer task; sent once, never retried (see the module docstring)."""
+        """Create a producer task (10 credits); sent once, never retried (module docstring)."""
         task_type = params.get("task_type")
         if isinstance(task_type, str) and is_retired_task_type(task_type):
             raise TaskGone(
@@ -125,229 +118,127 @@ class UpstreamClient:
                 "(it answers 410 Gone): send a fresh create_music task instead",
                 status=410,
             )
-        what = "producer create"
+        call = Call("producer create", creates=True, cost=_PRODUCER_COST)
+        return await self._create("/api/v1/producer/create", params, call)
+
+    async def producer_task(self, task_id: str) -> TaskAnswer:
+        """Poll a producer task (free, safe to repeat)."""
+        path = f"/api/v1/producer/task/{quote(task_id, safe='')}"
+        return await self._read(path, TaskAnswer, Call(f"poll of task {task_id}", task_id=task_id))
+
+    async def create_sonic(self, params: Mapping[str, Any]) -> CreateAnswer:
+        """Create a sonic task (2 songs; 15 credits, concat 2); sent once, never retried."""
+        cost = _CONCAT_COST if params.get("task_type") == "concat_music" else _SONIC_COST
+        call = Call("sonic create", creates=True, cost=cost)
+        return await self._create("/api/v1/sonic/create", params, call)
+
+    async def sonic_task(self, task_id: str) -> TaskAnswer:
+        """Poll a sonic task: both clips, each with its own `state` (no overall status)."""
+        path = f"/api/v1/sonic/task/{quote(task_id, safe='')}"
+        call = Call(f"poll of sonic task {task_id}", task_id=task_id)
+        return await self._read(path, TaskAnswer, call)
+
+    async def nuro_create(self, params: Mapping[str, Any]) -> CreateAnswer:
+        """Always raises `TaskGone`: nuro was retired; nothing is sent."""
+        raise TaskGone(f"{NURO_RETIRED}; nothing was sent", status=410)
+
+    async def nuro_task(self, task_id: str) -> TaskAnswer:
+        """Always raises `TaskGone`: nuro tasks can no longer be polled; nothing is sent."""
+        raise TaskGone(
+            f"{NURO_RETIRED}; nuro task {task_id} can no longer be polled (its callbacks are "
+            "still accepted); nothing was sent",
+            status=410,
+        )
+
+    async def lyrics_create(self, params: Mapping[str, Any]) -> CreateAnswer:
+        """Start a producer lyrics task from `{"prompt": ...}` (1 credit); sent once.
+
+        The docs do not show this body or its result: `{"prompt"}` in and a task id out,
+        polled with `lyrics_task`, is the sandbox's choice where the docs are silent.
+        """
+        call = Call("lyrics create", creates=True, cost=_LYRICS_COST)
+        return await self._create("/api/v1/producer/lyrics-create", params, call)
+
+    async def lyrics_task(self, task_id: str) -> LyricsTaskAnswer:
+        """Poll a lyrics task on the producer task endpoint; once SUCCESS `data` holds lyrics."""
+        path = f"/api/v1/producer/task/{quote(task_id, safe='')}"
+        call = Call(f"poll of lyrics task {task_id}", task_id=task_id)
+        return await self._read(path, LyricsTaskAnswer, call)
+
+    async def sonic_lyrics(self, description: str) -> LyricsAnswer:
+        """Write two sets of lyrics for `description` at once (`POST /api/v1/sonic/lyrics`).
+
+        Sent once: a timeout or 5xx raises `UpstreamUnavailable` saying it was not repeated.
+        """
+        call = Call("sonic lyrics request", creates=True)
         try:
-            response = await self._send("POST", "/api/v1/producer/create", json=dict(params))
-        except httpx.HTTPError as exc:
-            raise OutcomeUnknown(_unknown(what, _transport(exc))) from exc
-        if response.status_code >= 500:
-            raise OutcomeUnknown(
-                _unknown(what, f"answered {response.status_code}: {self._message(response)}"),
-                status=response.status_code,
-            )
+            body = {"description": description}
+            payload = await self._post_once("/api/v1/sonic/lyrics", body, call)
+        except Unsure as exc:
+            raise UpstreamUnavailable(
+                f"the sonic lyrics request failed ({exc.reason}); it was sent once and not "
+                "repeated, since it may have cost credits — run it again to retry",
+                status=exc.status,
+            ) from exc
+        return self._model(payload, LyricsAnswer, call, 200)
+
+    async def write_lyrics(
+        self,
+        prompt: str,
+        *,
+        family: str = "producer",
+        poll_s: float = 2.0,
+        timeout_s: float = 120.0,
+    ) -> list[LyricsResult]:
+        """Lyrics for `prompt`: sonic answers at once (2 results); producer is polled until done.
+
+        Raises `UpstreamError` if the producer task fails or is not done within `timeout_s`.
+        """
+        if family == "sonic":
+            return (await self.sonic_lyrics(prompt)).data
+        if family == "nuro":
+            raise TaskGone(f"{NURO_RETIRED}; nothing was sent", status=410)
+        if family != "producer":
+            raise _unknown_family(family)
+        task_id = (await self.lyrics_create({"prompt": prompt})).task_id
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            answer = await self.lyrics_task(task_id)
+            status = (answer.status or "").upper()
+            if status == "SUCCESS":
+                return answer.data
+            if status == "FAILED":
+                reason = answer.message or "no reason given"
+                raise UpstreamError(f"the lyrics task {task_id} failed: {reason}")
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise UpstreamError(
+                    f"no lyrics after {timeout_s:g} s: task {task_id} is still "
+                    f"{status or 'unfinished'}; it may still finish upstream"
+                )
+            await asyncio.sleep(min(poll_s, remaining))
+
+    async def credits(self) -> Credits:
+        """The account's credit balance."""
+        return await self._read("/api/v1/get-credits", Credits, Call("credits query"))
+
+    async def _create(self, path: str, params: Mapping[str, Any], call: Call) -> CreateAnswer:
+        """POST once; anything that leaves the outcome open is `OutcomeUnknown`."""
         try:
-            payload = self._payload(response, what)
-        except UpstreamUnavailable as exc:  # a 2xx we cannot read, or a 5xx code in the body
-            raise OutcomeUnknown(_unknown(what, exc.message), status=exc.status) from exc
+            payload = await self._post_once(path, dict(params), call)
+        except Unsure as exc:
+            raise OutcomeUnknown(unknown(call.what, exc.reason), status=exc.status) from exc
         try:
             return CreateAnswer.model_validate(payload)
         except ValidationError:
             # It said yes but we cannot read the task id: the task may well exist.
             raise OutcomeUnknown(
-                _unknown(what, f"answered {response.status_code} without a task_id"),
-                status=response.status_code,
+                unknown(call.what, "it answered 2xx without a task_id"), status=200
             ) from None
 
-    async def producer_task(self, task_id: str) -> TaskAnswer:
-        """Poll a producer task (free, safe to repeat)."""
-        path = f"/api/v1/producer/task/{quote(task_id, safe='')}"
-        return await self._read(path, TaskAnswer, f"poll of task {task_id}", task_id=task_id)
 
-    async def credits(self) -> Credits:
-        """The account's credit balance."""
-        return await self._read("/api/v1/get-credits", Credits, "credits query")
-
-    async def _read(
-        self, path: str, model: type[_Model], what: str, *, task_id: str | None = None
-    ) -> _Model:
-        """GET with retries on transport errors and 5xx, then map the answer."""
-        response = await self._get_with_retries(path, what)
-        payload = self._payload(response, what, task_id=task_id)
-        try:
-            return model.model_validate(payload)
-        except ValidationError:
-            raise UpstreamUnavailable(
-                f"the AI Music API answered the {what} with an unexpected body: "
-                f"{_shorten(json.dumps(payload))}",
-                status=response.status_code,
-            ) from None
-
-    async def _get_with_retries(self, path: str, what: str) -> httpx.Response:
-        for delay in self._retry_delays:
-            try:
-                response = await self._send("GET", path)
-            except httpx.HTTPError:
-                pass
-            else:
-                if response.status_code < 500:
-                    return response
-            await asyncio.sleep(delay)
-        attempts = len(self._retry_delays) + 1
-        try:
-            return await self._send("GET", path)
-        except httpx.HTTPError as exc:
-            raise UpstreamUnavailable(
-                f"the AI Music API could not be reached for the {what} "
-                f"({_transport(exc)}) after {attempts} attempts"
-            ) from exc
-
-    async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        if not self._api_key:
-            raise Unauthorized(
-                "AIMUSIC_API_KEY is not set: get a key from your AI Music API dashboard "
-                "and export it (nothing was sent)"
-            )
-        if not _HEADER_SAFE.fullmatch(self._api_key):
-            # Checked here because httpx's own error for such a header would quote the key.
-            raise Unauthorized(
-                "AIMUSIC_API_KEY contains spaces, line breaks or non-ASCII characters, which "
-                "an HTTP header cannot carry: copy the key again (nothing was sent)"
-            )
-        headers = {
-            "Authorization": f"Bearer {self._api_key}",
-            "User-Agent": f"aimusic-relay/{__version__}",
-            "Accept": "application/json",
-        }
-        try:
-            return await self._http.request(
-                method, self._base_url + path, headers=headers, timeout=self._timeout, **kwargs
-            )
-        except httpx.InvalidURL as exc:  # not an HTTPError: nothing was sent
-            raise UpstreamError(
-                f"AIMUSIC_BASE_URL {self._base_url!r} is not a usable URL ({exc})"
-            ) from exc
-
-    def _payload(self, response: httpx.Response, what: str, *, task_id: str | None = None) -> Any:
-        """The JSON of a 2xx answer, or the typed error for anything else."""
-        status = response.status_code
-        try:
-            payload = response.json()
-        except ValueError:
-            payload = None
-        # Some gateways answer 200 with the real status in the body's `code`.
-        if 200 <= status < 300 and isinstance(payload, dict):
-            code = payload.get("code")
-            if isinstance(code, int) and code >= 400 and "task_id" not in payload:
-                status = code
-        if 200 <= status < 300:
-            if payload is None:
-                raise UpstreamUnavailable(
-                    f"the AI Music API answered the {what} with a body that is not JSON: "
-                    f"{self._message(response)}",
-                    status=status,
-                )
-            return payload
-        raise self._error(status, response, what, task_id=task_id)
-
-    def _error(
-        self, status: int, response: httpx.Response, what: str, *, task_id: str | None
-    ) -> UpstreamError:
-        message = self._message(response)
-        if status == 400:
-            if _TASK_NOT_FOUND.search(message):
-                name = f"task {task_id}" if task_id else "the task"
-                return TaskNotFound(f"{name} was not found upstream: {message}", status=400)
-            return UpstreamRejected(f"the AI Music API rejected the request: {message}", status=400)
-        if status == 401:
-            return Unauthorized(
-                f"the AI Music API refused the API key (401): {message} — check AIMUSIC_API_KEY",
-                status=401,
-            )
-        if status == 402 or (status == 403 and "credit" in message.lower()):
-            return InsufficientCredits(
-                f"out of credits: {message} — top up {self._top_up()} "
-                "or check `aimusic-relay credits`",
-                status=status,
-            )
-        if status == 403:
-            return UpstreamForbidden(
-                f"the AI Music API refused the request (403): {message} — e.g. no active "
-                "subscription, or the lyrics were rejected",
-                status=403,
-            )
-        if status == 410:
-            return TaskGone(f"retired by the AI Music API (410 Gone): {message}", status=410)
-        if status == 429:
-            retry_after = _retry_after(response.headers.get("retry-after"))
-            wait = f" (Retry-After: {retry_after:g} s)" if retry_after is not None else ""
-            return RateLimited(
-                f"rate limited by the AI Music API: {message}{wait}", retry_after=retry_after
-            )
-        if status >= 500:
-            return UpstreamUnavailable(
-                f"the AI Music API is unavailable ({status}) for the {what}: {message}",
-                status=status,
-            )
-        return UpstreamError(
-            f"unexpected answer {status} from the AI Music API for the {what}: {message} "
-            "— is AIMUSIC_BASE_URL right?",
-            status=status,
-        )
-
-    def _message(self, response: httpx.Response) -> str:
-        """The provider's explanation, from whichever field carries it; the key scrubbed out."""
-        text = ""
-        try:
-            payload = response.json()
-        except ValueError:
-            payload = None
-        if isinstance(payload, dict):
-            for key in _MESSAGE_KEYS:
-                value = payload.get(key)
-                if isinstance(value, str) and value.strip():
-                    text = value
-                    break
-                if isinstance(value, dict | list):
-                    text = json.dumps(value)
-                    break
-        if not text:
-            text = response.text.strip() or response.reason_phrase or f"HTTP {response.status_code}"
-        if self._api_key:
-            text = text.replace(self._api_key, _REDACTED)
-        return _shorten(text)
-
-    def _top_up(self) -> str:
-        host = urlsplit(self._base_url).hostname or ""
-        if host.startswith("api."):  # api.aimusicapi.ai -> https://aimusicapi.ai
-            return f"at https://{host.removeprefix('api.')}"
-        return "in your AI Music API account"
-
-
-def _shorten(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 1] + "…"
-
-
-def _transport(exc: httpx.HTTPError) -> str:
-    if isinstance(exc, httpx.TimeoutException):
-        return "timed out"
-    detail = str(exc) or type(exc).__name__
-    return f"{type(exc).__name__}: {_shorten(detail)}"
-
-
-def _unknown(what: str, reason: str) -> str:
-    return (
-        f"the outcome of the {what} is unknown ({reason}); the task may exist upstream and "
-        "was NOT sent again, because a create costs credits — check `aimusic-relay tasks` "
-        "before retrying"
+def _unknown_family(family: str) -> UpstreamRejected:
+    return UpstreamRejected(
+        f"unknown API family {family!r}: use producer or sonic (nuro was retired); nothing was sent"
     )
-
-
-def _retry_after(value: str | None) -> float | None:
-    """`Retry-After` as seconds from now: delta-seconds or an HTTP date; None if unusable."""
-    if value is None or not value.strip():
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:
-        return max(0.0, seconds) if math.isfinite(seconds) else None
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:  # "-0000" parses naive; HTTP dates are always GMT
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - time.time())

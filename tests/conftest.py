@@ -16,7 +16,10 @@ import pytest
 
 from receiver.sandbox import SandboxOptions, create_sandbox_app
 from receiver.signing import sign_callback
+from tests.s3_server import moto_s3
 from tests.servers import Process, free_port, run_asgi
+
+__all__ = ["moto_s3"]  # a fixture, imported so every test module can use it
 
 REPO = Path(__file__).resolve().parent.parent
 FAST_SANDBOX = SandboxOptions(

@@ -112,3 +112,59 @@ def test_db_upgrade_is_idempotent(tmp_path: Path) -> None:
         done = _cli("db", "upgrade", env=env, cwd=tmp_path)
         assert done.returncode == 0, done.stderr
         assert f"schema at {head_revision()}" in done.stderr
+
+
+def test_sonic_submit_wait_delivers_both_songs(relay: Relay) -> None:
+    """`--family sonic` makes two songs from one prompt; both land on disk."""
+    done = _cli(
+        "submit",
+        "dream pop about the sea",
+        "--family",
+        "sonic",
+        "--wait",
+        "--timeout",
+        "30",
+        env=relay.env,
+        cwd=relay.workdir,
+    )
+    assert done.returncode == 0, done.stderr
+    audio = [line for line in done.stdout.splitlines() if line.endswith(".wav")]
+    assert len(audio) == 2
+    assert len(relay.audio_files()) == 2
+
+
+def test_nuro_is_explained_not_obscure(relay: Relay) -> None:
+    """Nuro is retired upstream: the CLI says so and names the replacements."""
+    done = _cli("submit", "x", "--family", "nuro", env=relay.env, cwd=relay.workdir)
+    assert done.returncode == 1
+    message = done.stderr.lower()
+    assert "retired" in message and "sonic" in message and "producer" in message
+    assert "Traceback" not in done.stderr
+
+
+def test_credits_and_lyrics_commands(relay: Relay) -> None:
+    """`credits --json` reads the balance; `lyrics` prints what the provider wrote."""
+    before = json.loads(_cli("credits", "--json", env=relay.env, cwd=relay.workdir).stdout)
+    written = _cli("lyrics", "a song about trains", "--json", env=relay.env, cwd=relay.workdir)
+    assert written.returncode == 0, written.stderr
+    [song] = json.loads(written.stdout)
+    assert song["lyrics"].strip()
+    after = json.loads(_cli("credits", "--json", env=relay.env, cwd=relay.workdir).stdout)
+    assert before["credits"] - after["credits"] == 1
+    two = _cli("lyrics", "trains", "--family", "sonic", "--json", env=relay.env, cwd=relay.workdir)
+    assert len(json.loads(two.stdout)) == 2
+
+
+def test_demo_without_callbacks_completes_by_polling(tmp_path: Path) -> None:
+    """`demo --no-callbacks` gets the song through polling alone."""
+    done = _cli(
+        "demo",
+        "--dir",
+        str(tmp_path / "d"),
+        "--no-callbacks",
+        env={"PYTHONPATH": str(REPO)},
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "poll → file on disk" in done.stdout
+    assert list((tmp_path / "d" / "songs").rglob("*.wav"))

@@ -6,31 +6,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import io
 import json
 import struct
 import time
 import uuid
 import wave
-from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from receiver.errors import SignatureError
 from receiver.sandbox import SandboxOptions, create_sandbox_app, serve
 from receiver.signing import verify_callback
+from tests.catcher import DEFAULT_SECRET, SECRET, Catcher, Hooks, wait_for
 from tests.servers import free_port, run_asgi
 
-SECRET = "catcher-secret"
-DEFAULT_SECRET = SandboxOptions().default_secret
 FAST: dict[str, Any] = {
     "delay_s": 0.3,
     "callback_retry_delays": (0.1, 0.2, 0.4),
@@ -49,60 +42,6 @@ RETIRED = [
     "extend_upload_music",
     "swap_upload_music_vocals",
 ]
-
-
-@dataclasses.dataclass(frozen=True)
-class Delivery:
-    """One callback as the catcher received it."""
-
-    headers: dict[str, str]
-    body: bytes
-    at: float
-    signature_error: str | None
-
-    @property
-    def json(self) -> dict[str, Any]:
-        return dict(json.loads(self.body))
-
-
-class Catcher:
-    """A webhook receiver that records every callback per hook name and checks its signature."""
-
-    def __init__(self) -> None:
-        self.deliveries: dict[str, list[Delivery]] = defaultdict(list)
-        self.fail_first: dict[str, int] = {}
-        self.app = Starlette(routes=[Route("/hook/{name}", self._hook, methods=["POST"])])
-
-    async def _hook(self, request: Request) -> Response:
-        name = request.path_params["name"]
-        body = await request.body()
-        try:
-            verify_callback([SECRET, DEFAULT_SECRET], request.headers, body, now=time.time())
-            error = None
-        except SignatureError as exc:
-            error = exc.reason
-        self.deliveries[name].append(Delivery(dict(request.headers), body, time.monotonic(), error))
-        if self.fail_first.get(name, 0) > 0:
-            self.fail_first[name] -= 1
-            return JSONResponse({"error": "try again"}, status_code=500)
-        return JSONResponse({"ok": True})
-
-
-@dataclasses.dataclass
-class Hooks:
-    """The running catcher and its base URL."""
-
-    catcher: Catcher
-    url: str
-
-    def new(self, fail_first: int = 0) -> tuple[str, str]:
-        """A fresh hook: its name (to read deliveries) and its URL (for webhook_url)."""
-        name = uuid.uuid4().hex
-        self.catcher.fail_first[name] = fail_first
-        return name, f"{self.url}/hook/{name}"
-
-    def of(self, name: str) -> list[Delivery]:
-        return list(self.catcher.deliveries[name])
 
 
 @pytest.fixture(scope="module")
@@ -133,14 +72,6 @@ def make_sandbox() -> Iterator[Callable[..., str]]:
 async def api(sandbox_url: str) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=sandbox_url, headers=AUTH) as client:
         yield client
-
-
-async def wait_for(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 async def create(api: httpx.AsyncClient, **fields: Any) -> str:
@@ -602,9 +533,69 @@ async def test_serve_runs_until_cancelled() -> None:
         {"delay_s": -1},
         {"api_key": " "},
         {"callback_timeout_s": 0},
+        {"never_finish_marker": " "},
     ],
 )
 def test_options_refuse_nonsense(options: dict[str, Any]) -> None:
     """SandboxOptions refuses values that cannot describe a provider."""
     with pytest.raises(ValueError):
         SandboxOptions(**options)
+
+
+async def test_never_marker_keeps_a_task_running(api: httpx.AsyncClient, hooks: Hooks) -> None:
+    """#never keeps a producer task RUNNING well past its delay, with no final callback."""
+    name, url = hooks.new()
+    task_id = await create(api, sound="forever #never", webhook_url=url)
+    await asyncio.sleep(FAST["delay_s"] * 3)
+    body = (await api.get(f"/api/v1/producer/task/{task_id}")).json()
+    assert ("RUNNING", "running") == (body["status"], body["data"][0]["state"])
+    assert ["#never"] == (await sandbox_task(api, task_id))["markers"]
+    assert [] == hooks.of(name)
+
+
+@pytest.mark.parametrize(("marker", "expected"), [(None, "SUCCESS"), ("#hang", "RUNNING")])
+async def test_never_finish_marker_is_configurable(
+    make_sandbox: Callable[..., str], marker: str | None, expected: str
+) -> None:
+    """never_finish_marker=None turns #never off; another string takes its place."""
+    url = make_sandbox(never_finish_marker=marker, delay_s=0.1)
+    async with httpx.AsyncClient(base_url=url, headers=AUTH) as api:
+        task_id = await create(api, sound="#never #hang")
+        await asyncio.sleep(0.4)
+        body = (await api.get(f"/api/v1/producer/task/{task_id}")).json()
+    assert expected == body["status"]
+
+
+async def test_request_log_lists_api_requests(make_sandbox: Callable[..., str]) -> None:
+    """/sandbox/requests lists each API request's method, path and status, never its headers."""
+    url = make_sandbox(**FAST)
+    async with httpx.AsyncClient(base_url=url, headers=AUTH) as api:
+        await api.get("/api/v1/get-credits")
+        await api.post(CREATE, json={})
+        await api.get("/healthz")
+        log = (await api.get("/sandbox/requests")).json()
+    assert [("GET", "/api/v1/get-credits", 200), ("POST", CREATE, 400)] == [
+        (entry["method"], entry["path"], entry["status"]) for entry in log
+    ]
+    assert "test-key" not in json.dumps(log)
+
+
+async def test_no_subscription_and_copyright_answer_403(make_sandbox: Callable[..., str]) -> None:
+    """subscription_active=False and #copyright lyrics answer 403 in the provider's shape."""
+    body = {"task_type": "create_music", "sound": "x", "lyrics": "words #copyright"}
+    async with (
+        httpx.AsyncClient(base_url=make_sandbox(subscription_active=False), headers=AUTH) as off,
+        httpx.AsyncClient(base_url=make_sandbox(credits=10), headers=AUTH) as on,
+    ):
+        refused = await off.post(CREATE, json={"task_type": "create_music", "sound": "x"})
+        rejected = await on.post(CREATE, json=body)
+        balance = (await on.get("/api/v1/get-credits")).json()["credits"]
+    assert (403, "no active subscription") == (
+        refused.status_code,
+        refused.json()["message"][: len("no active subscription")],
+    )
+    assert (403, {"code": 403, "message": "lyrics rejected: copyright"}, 10) == (
+        rejected.status_code,
+        rejected.json(),
+        balance,
+    )

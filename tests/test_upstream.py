@@ -427,3 +427,59 @@ async def test_repr_hides_the_key(sandbox_url: str) -> None:
     """The client's repr shows the base URL, never the key."""
     async with UpstreamClient(sandbox_url, KEY) as upstream:
         assert KEY not in repr(upstream) and sandbox_url in repr(upstream)
+
+
+SONIC = {"task_type": "create_music", "custom_mode": False, "gpt_description_prompt": "x"}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"message": "success", "task_id": "s1"}',
+        b'{"code": 200, "message": "success", "task_id": "s1"}',
+    ],
+)
+async def test_sonic_create_answer_with_or_without_code(
+    scripted: Scripted, fake: UpstreamClient, body: bytes
+) -> None:
+    """A sonic create answer is read with or without `code`, from the sonic path."""
+    scripted.play(Answer(200, body))
+    assert "s1" == (await fake.create_sonic(SONIC)).task_id
+    assert [("POST", "/api/v1/sonic/create")] == [(m, p) for m, p, _ in scripted.requests]
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda c: c.create_sonic(SONIC),
+        lambda c: c.create("sonic", SONIC),
+        lambda c: c.lyrics_create({"prompt": "p"}),
+    ],
+)
+async def test_paid_creates_are_sent_once(
+    scripted: Scripted, fake: UpstreamClient, call: Callable[[UpstreamClient], Any]
+) -> None:
+    """Sonic and lyrics creates, like producer's, are never retried: a 502 is OutcomeUnknown."""
+    scripted.play(error(502, "bad gateway"), Answer(200, b'{"task_id": "t"}'))
+    with pytest.raises(OutcomeUnknown, match="NOT sent again"):
+        await call(fake)
+    assert 1 == len(scripted.requests)
+
+
+async def test_sonic_lyrics_failure_is_not_repeated(
+    scripted: Scripted, fake: UpstreamClient
+) -> None:
+    """A sonic lyrics call that times out is sent once and says it was not repeated."""
+    scripted.play(Answer(200, b'{"data": []}', sleep=1.0))
+    with pytest.raises(UpstreamUnavailable, match=r"timed out.*sent once and not repeated"):
+        await fake.sonic_lyrics("d")
+    assert 1 == len(scripted.requests)
+
+
+async def test_sonic_poll_is_retried(scripted: Scripted, fake: UpstreamClient) -> None:
+    """A sonic poll answered 503 is retried, reads clips without an overall status."""
+    clip = b'{"clip_id": "c", "state": "running", "duration": 1}'
+    scripted.play(error(503, "busy"), Answer(200, b'{"code": 200, "data": [' + clip + b"]}"))
+    answer = await fake.task("sonic", "s/1")
+    assert (None, "running") == (answer.status, answer.data[0].state)
+    assert ["/api/v1/sonic/task/s%2F1"] * 2 == [p for _, p, _ in scripted.requests]

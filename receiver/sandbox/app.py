@@ -6,12 +6,14 @@ One factory builds an app around one `SandboxOptions`; all state lives in the ap
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -22,20 +24,30 @@ from starlette.routing import Route
 
 from receiver.sandbox.callbacks import CallbackSender
 from receiver.sandbox.guard import Guard
+from receiver.sandbox.lyrics import new_lyrics_task, sonic_lyrics_answer, validate_text
 from receiver.sandbox.media import png_cover, wav_song
-from receiver.sandbox.options import PRODUCER_CREATE_COST, SandboxOptions
-from receiver.sandbox.tasks import MARKERS, SandboxTask, TaskRegistry, derive_title, generate_lyrics
+from receiver.sandbox.options import LYRICS_COST, PRODUCER_CREATE_COST, SandboxOptions
+from receiver.sandbox.producer import ProducerTask
+from receiver.sandbox.sonic import new_sonic_task, sonic_cost
+from receiver.sandbox.sonic_rules import validate_sonic
+from receiver.sandbox.tasks import TaskRegistry, find_markers
 from receiver.sandbox.validation import Rejected, validate_create
+from receiver.sandbox.words import derive_title, generate_lyrics
 
 __all__ = ["create_sandbox_app", "serve"]
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 OUT_OF_CREDITS = "The remaining credits are not enough to complete this request."
+NO_SUBSCRIPTION = "no active subscription: subscribe to a plan to use the API."
+LYRICS_REJECTED = "lyrics rejected: copyright"
+COPYRIGHT_MARKER = "#copyright"
+"""In the lyrics of a create (producer `lyrics`, sonic `prompt`): 403 `lyrics rejected`."""
 NURO_RETIRED = (
     "The nuro API has been retired: create vocal songs with sonic (POST /api/v1/sonic/create) "
     "and background music with producer (POST /api/v1/producer/create)."
 )
+_REQUEST_LOG = 1000
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -50,31 +62,60 @@ class _Sandbox:
         self.registry = TaskRegistry(options.credits)
         self.sender = CallbackSender(options, self.registry)
         self.guard = Guard(options)
+        self.requests: collections.deque[dict[str, Any]] = collections.deque(maxlen=_REQUEST_LOG)
 
     def api(self, endpoint: Endpoint) -> Endpoint:
-        """Wrap an `/api` endpoint: the guard runs first, `Rejected` becomes an error body."""
+        """Wrap an `/api` endpoint: the guard runs first, `Rejected` becomes an error body.
+
+        Every request is logged (method, path, status; never a header) for `/sandbox/requests`.
+        """
 
         async def guarded(request: Request) -> Response:
             try:
                 self.guard.check(request.headers.get("authorization"))
-                return await endpoint(request)
+                response = await endpoint(request)
             except Rejected as exc:
                 headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
-                return _error(exc.status, exc.message, headers)
+                response = _error(exc.status, exc.message, headers)
+            self.requests.append(
+                {
+                    "method": request.method,
+                    "path": request.url.path,
+                    "status": response.status_code,
+                    "at": datetime.now(UTC).isoformat(),
+                }
+            )
+            return response
 
         return guarded
 
-    async def create(self, request: Request) -> Response:
+    async def _paid_body(self, request: Request) -> Any:
+        """The JSON body of a call that costs credits; refused first without a subscription."""
+        if not self.options.subscription_active:
+            raise Rejected(403, NO_SUBSCRIPTION)
         try:
-            body = json.loads(await request.body())
+            return json.loads(await request.body())
         except ValueError:  # JSONDecodeError and UnicodeDecodeError
             raise Rejected(400, "the request body is not valid JSON") from None
-        params = await validate_create(body)
-        if not self.registry.charge(PRODUCER_CREATE_COST):
+
+    def _charge(self, cost: float, lyrics: str | None = None) -> None:
+        """Moderate the lyrics, then take the credits; either may refuse (nothing charged)."""
+        if lyrics and COPYRIGHT_MARKER in lyrics:
+            raise Rejected(403, LYRICS_REJECTED)
+        if not self.registry.charge(cost):
             raise Rejected(self.options.out_of_credits_status, OUT_OF_CREDITS)
-        prompt = f"{params.sound}\n{params.lyrics}"
+
+    def _base_url(self, request: Request) -> str:
+        return (self.options.public_url or str(request.base_url)).rstrip("/")
+
+    def _markers(self, *texts: str | None) -> frozenset[str]:
+        return find_markers(texts, self.options.never_finish_marker)
+
+    async def create(self, request: Request) -> Response:
+        params = await validate_create(await self._paid_body(request))
+        self._charge(PRODUCER_CREATE_COST, params.lyrics)
         lyrics = params.lyrics or generate_lyrics(params.sound, params.make_instrumental)
-        task = SandboxTask(
+        task = ProducerTask(
             task_id=str(uuid.uuid4()),
             clip_id=str(uuid.uuid4()),
             sound=params.sound,
@@ -85,8 +126,9 @@ class _Sandbox:
             make_instrumental=params.make_instrumental,
             webhook_url=params.webhook_url,
             webhook_secret=params.webhook_secret,
-            markers=frozenset(m for m in MARKERS if m in prompt),
-            base_url=(self.options.public_url or str(request.base_url)).rstrip("/"),
+            markers=self._markers(params.sound, params.lyrics),
+            cost=PRODUCER_CREATE_COST,
+            base_url=self._base_url(request),
             delay_s=self.options.delay_s,
             created_at=datetime.now(UTC),
         )
@@ -94,11 +136,51 @@ class _Sandbox:
         self.sender.start(task)
         return JSONResponse({"message": "success", "task_id": task.task_id})
 
-    async def task(self, request: Request) -> Response:
-        task = self.registry.get(request.path_params["task_id"])
+    async def sonic_create(self, request: Request) -> Response:
+        params = await validate_sonic(await self._paid_body(request))
+        self._charge(sonic_cost(params.task_type), params.prompt)
+        task = new_sonic_task(
+            params,
+            markers=self._markers(
+                params.prompt, params.gpt_description_prompt, params.tags, params.title
+            ),
+            base_url=self._base_url(request),
+            delay_s=self.options.delay_s,
+            created_at=datetime.now(UTC),
+        )
+        self.registry.add(task)
+        self.sender.start(task)
+        return JSONResponse({"code": 200, "message": "success", "task_id": task.task_id})
+
+    async def lyrics_create(self, request: Request) -> Response:
+        prompt = validate_text(await self._paid_body(request), "prompt")
+        self._charge(LYRICS_COST)
+        task = new_lyrics_task(
+            prompt,
+            markers=self._markers(prompt),
+            base_url=self._base_url(request),
+            delay_s=self.options.delay_s,
+            created_at=datetime.now(UTC),
+        )
+        self.registry.add(task)
+        return JSONResponse({"message": "success", "task_id": task.task_id})
+
+    async def sonic_lyrics(self, request: Request) -> Response:
+        description = validate_text(await self._paid_body(request), "description")
+        self._charge(LYRICS_COST)
+        return JSONResponse(sonic_lyrics_answer(description))
+
+    def _poll(self, request: Request, family: str) -> Response:
+        task = self.registry.get(request.path_params["task_id"], family)
         if task is None:
             raise Rejected(400, "task not found.")
         return JSONResponse(task.answer(time.monotonic(), self.options.audio_seconds))
+
+    async def task(self, request: Request) -> Response:
+        return self._poll(request, "producer")
+
+    async def sonic_task(self, request: Request) -> Response:
+        return self._poll(request, "sonic")
 
     async def credits(self, request: Request) -> Response:
         balance = self.registry.credits
@@ -109,20 +191,25 @@ class _Sandbox:
         raise Rejected(410, NURO_RETIRED)
 
     async def wav(self, request: Request) -> Response:
-        task = self.registry.by_clip(request.path_params["clip_id"])
+        clip_id = request.path_params["clip_id"]
+        task = self.registry.by_clip(clip_id)
         if task is None:
             return _error(404, "clip not found.")
         if not task.has_audio(time.monotonic()):
             return _error(404, "the clip has no audio (yet).")
         # Synthesis takes a few tens of ms: keep it off the event loop.
-        data = await asyncio.to_thread(wav_song, task.prompt, self.options.audio_seconds)
+        data = await asyncio.to_thread(
+            wav_song, task.media_prompt(clip_id), self.options.audio_seconds
+        )
         return Response(data, media_type="audio/wav")
 
     async def png(self, request: Request) -> Response:
-        task = self.registry.by_clip(request.path_params["clip_id"])
+        clip_id = request.path_params["clip_id"]
+        task = self.registry.by_clip(clip_id)
         if task is None:
             return _error(404, "clip not found.")
-        return Response(await asyncio.to_thread(png_cover, task.prompt), media_type="image/png")
+        cover = await asyncio.to_thread(png_cover, task.media_prompt(clip_id))
+        return Response(cover, media_type="image/png")
 
     async def healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -130,6 +217,9 @@ class _Sandbox:
     async def tasks(self, request: Request) -> Response:
         now = time.monotonic()
         return JSONResponse([task.describe(now) for task in self.registry.all()])
+
+    async def request_log(self, request: Request) -> Response:
+        return JSONResponse(list(self.requests))
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -154,6 +244,10 @@ def create_sandbox_app(options: SandboxOptions) -> Starlette:
     routes = [
         Route("/api/v1/producer/create", api(sandbox.create), methods=["POST"]),
         Route("/api/v1/producer/task/{task_id}", api(sandbox.task), methods=["GET"]),
+        Route("/api/v1/producer/lyrics-create", api(sandbox.lyrics_create), methods=["POST"]),
+        Route("/api/v1/sonic/create", api(sandbox.sonic_create), methods=["POST"]),
+        Route("/api/v1/sonic/task/{task_id}", api(sandbox.sonic_task), methods=["GET"]),
+        Route("/api/v1/sonic/lyrics", api(sandbox.sonic_lyrics), methods=["POST"]),
         Route("/api/v1/get-credits", api(sandbox.credits), methods=["GET"]),
         Route("/api/v1/nuro/create", api(sandbox.nuro), methods=["POST"]),
         Route("/api/v1/nuro/task/{task_id}", api(sandbox.nuro), methods=["GET"]),
@@ -161,6 +255,7 @@ def create_sandbox_app(options: SandboxOptions) -> Starlette:
         Route("/media/{clip_id}.png", sandbox.png, methods=["GET"]),
         Route("/healthz", sandbox.healthz, methods=["GET"]),
         Route("/sandbox/tasks", sandbox.tasks, methods=["GET"]),
+        Route("/sandbox/requests", sandbox.request_log, methods=["GET"]),
     ]
     return Starlette(
         routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error}

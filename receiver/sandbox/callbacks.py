@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 import uuid
 from collections.abc import Coroutine
@@ -20,7 +21,7 @@ import httpx
 
 from receiver import __version__
 from receiver.sandbox.options import SandboxOptions
-from receiver.sandbox.tasks import CallbackAttempt, SandboxTask, TaskRegistry
+from receiver.sandbox.tasks import CallbackAttempt, Job, TaskRegistry
 from receiver.signing import sign_callback
 
 __all__ = ["CallbackSender", "callback_body"]
@@ -29,23 +30,13 @@ _log = logging.getLogger(__name__)
 _BAD_SECRET_PREFIX = "not-the-secret-"  # noqa: S105 - #badsig spoils the real secret on purpose
 
 
-def callback_body(task: SandboxTask, at: float, audio_seconds: float) -> tuple[str, bytes]:
+def callback_body(task: Job, at: float, audio_seconds: float) -> tuple[str, bytes]:
     """The `X-Webhook-Event` header and the exact body bytes of a callback for `task` at `at`.
 
     Like the provider, a streaming clip goes out under `song.completed`; receivers must look
     at each clip's own `state`.
     """
-    answer = task.answer(at, audio_seconds)
-    event = "song.failed" if answer["status"] == "FAILED" else "song.completed"
-    body = {
-        "code": 200,
-        "task_id": task.task_id,
-        "platform": "producer",
-        "event": event,
-        "status": answer["status"],
-        "message": answer["message"],
-        "data": answer["data"],
-    }
+    event, body = task.callback(at, audio_seconds)
     return event, json.dumps(body, separators=(",", ":")).encode("utf-8")
 
 
@@ -58,7 +49,7 @@ class CallbackSender:
         self._jobs: set[asyncio.Task[None]] = set()
         self._http: httpx.AsyncClient | None = None
 
-    def start(self, task: SandboxTask) -> None:
+    def start(self, task: Job) -> None:
         """Schedule the callbacks of a new task; a no-op without a webhook or with #nocallback."""
         if task.webhook_url and "#nocallback" not in task.markers:
             self._spawn(self._timeline(task))
@@ -87,7 +78,7 @@ class CallbackSender:
         except Exception:
             _log.exception("sandbox callback job crashed")
 
-    async def _timeline(self, task: SandboxTask) -> None:
+    async def _timeline(self, task: Job) -> None:
         seconds = self._options.audio_seconds
         if "#streaming" in task.markers:
             at = task.streaming_at()
@@ -96,6 +87,8 @@ class CallbackSender:
                 event, body = callback_body(task, at, seconds)
                 # Separate job: a slow retry of this one must not hold back the final callback.
                 self._spawn(self._deliver_all(task, "streaming", event, body, repeat=False))
+        if math.isinf(task.final_at()):  # the never-finish marker: no final callback, ever
+            return
         await _sleep_until(task.final_at())
         self._registry.settle(time.monotonic())
         event, body = callback_body(task, task.final_at(), seconds)
@@ -105,7 +98,7 @@ class CallbackSender:
 
     async def _deliver_all(
         self,
-        task: SandboxTask,
+        task: Job,
         kind: Literal["streaming", "final"],
         event: str,
         body: bytes,
@@ -121,7 +114,7 @@ class CallbackSender:
 
     async def _deliver(
         self,
-        task: SandboxTask,
+        task: Job,
         kind: Literal["streaming", "final"],
         event: str,
         body: bytes,

@@ -7,10 +7,22 @@ from __future__ import annotations
 
 import dataclasses
 
-__all__ = ["PRODUCER_CREATE_COST", "SandboxOptions"]
+__all__ = [
+    "LYRICS_COST",
+    "PRODUCER_CREATE_COST",
+    "SONIC_CONCAT_COST",
+    "SONIC_CREATE_COST",
+    "SandboxOptions",
+]
 
 PRODUCER_CREATE_COST = 10.0
 """Credits one producer create costs upstream; refunded when the task fails."""
+SONIC_CREATE_COST = 15.0
+"""Credits one sonic task costs (any task type but concat); refunded when it fails."""
+SONIC_CONCAT_COST = 2.0
+"""Credits one sonic `concat_music` task costs."""
+LYRICS_COST = 1.0
+"""Credits one producer `lyrics-create` costs; the sandbox charges sonic `lyrics` the same."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -26,7 +38,7 @@ class SandboxOptions:
     error_rate: float = 0.0
     """Fraction of API requests answered 500 before anything is created or charged."""
     credits: float = 10_000
-    """Starting balance; a producer create costs 10, refunded when the task fails."""
+    """Starting balance; producer create 10, sonic 15 (concat 2), lyrics 1; failures refunded."""
     out_of_credits_status: int = 402
     """The producer page documents 402, the general error page 403: pick which to emulate."""
     slow_callback_s: float = 8.0
@@ -43,6 +55,10 @@ class SandboxOptions:
     """Base URL put in media links; None: the base URL of the create request."""
     seed: int | None = None
     """Seeds the `error_rate` dice so a flaky run can be replayed."""
+    subscription_active: bool = True
+    """False: every paid call (creates, lyrics) answers 403 `no active subscription`."""
+    never_finish_marker: str | None = "#never"
+    """A prompt holding this stays RUNNING forever (timeout tests); None turns it off."""
 
     def __post_init__(self) -> None:
         # Explicit checks, not asserts: a bad CLI flag must fail loudly even under `python -O`.
@@ -62,5 +78,7 @@ class SandboxOptions:
             raise ValueError("callback_timeout_s must be > 0")
         if not self.default_secret:
             raise ValueError("default_secret must be non-empty")
+        if self.never_finish_marker is not None and not self.never_finish_marker.strip():
+            raise ValueError("never_finish_marker must be non-empty when given")
         if not 0 < self.audio_seconds <= 600:
             raise ValueError("audio_seconds must be in (0, 600]")

@@ -1,43 +1,57 @@
-"""Sandbox tasks: what was asked, which state it is in now, and what was done about it.
+"""Sandbox tasks: what every family shares (a clock, markers, credits, callbacks) and the registry.
 
 State is a pure function of elapsed time, so a poll always sees the same timeline the callback
 sender follows, however late either of them runs. The only side effect of reaching a final
 state, refunding a failed task, happens once in `TaskRegistry.settle`, which every reader calls.
+The families' own tasks live in `producer.py`, `sonic.py` and `lyrics.py`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import string
+import math
 import time
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, Literal
-
-from receiver.sandbox.options import PRODUCER_CREATE_COST
+from typing import Any, ClassVar, Literal, Protocol
 
 __all__ = [
     "MARKERS",
+    "NEVER",
     "CallbackAttempt",
-    "SandboxTask",
+    "Job",
     "Status",
     "TaskRegistry",
-    "derive_title",
-    "generate_lyrics",
+    "Timeline",
+    "find_markers",
+    "iso",
 ]
 
 Status = Literal["PENDING", "RUNNING", "SUCCESS", "FAILED"]
-"""A producer task's overall status, as `GET /api/v1/producer/task/{id}` reports it."""
+"""A task's overall status on the sandbox's clock (producer polls show it as `status`)."""
 
 MARKERS = ("#fail", "#nocallback", "#dup", "#slowcallback", "#badsig", "#streaming")
 """Prompt markers that make the sandbox misbehave on purpose (see the package docstring)."""
 
+NEVER = "#never"
+"""How a task that never finishes is marked internally, whatever `never_finish_marker` says."""
+
 _PENDING_SHARE = 0.2
 _STREAMING_SHARE = 0.5
-_WORDS = (
-    "neon", "river", "midnight", "echo", "paper", "satellite", "velvet", "harbor",
-    "ember", "glass", "summer", "signal", "orbit", "lantern", "static", "wildflower",
-)  # fmt: skip
+
+
+def find_markers(texts: Iterable[str | None], never_marker: str | None) -> frozenset[str]:
+    """The markers found anywhere in `texts`; the never-finish marker is recorded as `NEVER`."""
+    joined = "\n".join(text for text in texts if text)
+    found = {marker for marker in MARKERS if marker in joined}
+    if never_marker and never_marker in joined:
+        found.add(NEVER)
+    return frozenset(found)
+
+
+def iso(moment: datetime) -> str:
+    """A UTC timestamp the way the provider writes it: ISO 8601 with a `Z`."""
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -55,33 +69,58 @@ class CallbackAttempt:
         return dataclasses.asdict(self)
 
 
-@dataclasses.dataclass(slots=True)
-class SandboxTask:
-    """One producer `create_music` task and its single clip."""
+class Job(Protocol):
+    """What the registry, the callback sender and the media routes need of any task."""
 
+    family: ClassVar[str]
     task_id: str
-    clip_id: str
-    sound: str
-    lyrics: str
-    title: str
-    mv: str
-    seed: str | None
-    make_instrumental: bool
+    markers: frozenset[str]
+    cost: float
     webhook_url: str | None
     webhook_secret: str | None
+    settled: bool
+    refunded: bool
+    attempts: list[CallbackAttempt]
+
+    @property
+    def clip_ids(self) -> tuple[str, ...]: ...
+
+    def status(self, now: float) -> Status: ...
+
+    def streaming_at(self) -> float: ...
+
+    def final_at(self) -> float: ...
+
+    def has_audio(self, now: float) -> bool: ...
+
+    def media_prompt(self, clip_id: str) -> str: ...
+
+    def answer(self, now: float, audio_seconds: float) -> dict[str, Any]: ...
+
+    def callback(self, now: float, audio_seconds: float) -> tuple[str, dict[str, Any]]: ...
+
+    def describe(self, now: float) -> dict[str, Any]: ...
+
+
+@dataclasses.dataclass(slots=True, kw_only=True)
+class Timeline:
+    """The clock every task runs on: PENDING for 20% of `delay_s`, RUNNING, then final.
+
+    `#fail` makes the final state FAILED; `NEVER` keeps the task RUNNING forever.
+    """
+
+    task_id: str
     markers: frozenset[str]
+    cost: float
     base_url: str
     delay_s: float
     created_at: datetime
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
     started: float = dataclasses.field(default_factory=time.monotonic)
     settled: bool = False
     refunded: bool = False
     attempts: list[CallbackAttempt] = dataclasses.field(default_factory=list)
-
-    @property
-    def prompt(self) -> str:
-        """What the media is derived from: the same prompt always makes the same song."""
-        return f"{self.sound}\n{self.lyrics}"
 
     def status(self, now: float) -> Status:
         # Compared with the same absolute instants the callback job sleeps until, so a
@@ -91,11 +130,12 @@ class SandboxTask:
         return "PENDING" if now < self.started + _PENDING_SHARE * self.delay_s else "RUNNING"
 
     def streaming_at(self) -> float:
-        """Monotonic time at which a `#streaming` task's clip starts streaming."""
+        """Monotonic time at which a `#streaming` task's clips start streaming."""
         return self.started + _STREAMING_SHARE * self.delay_s
 
     def final_at(self) -> float:
-        return self.started + self.delay_s
+        """Monotonic time of the final state; infinity for a task marked to never finish."""
+        return math.inf if NEVER in self.markers else self.started + self.delay_s
 
     def is_streaming(self, now: float) -> bool:
         return (
@@ -104,67 +144,20 @@ class SandboxTask:
             and now >= self.streaming_at()
         )
 
-    def clip(self, now: float, audio_seconds: float) -> dict[str, Any]:
-        """The clip as the provider shows it at `now`: audio links only once audio exists."""
-        status = self.status(now)
-        media = f"{self.base_url}/media/{self.clip_id}"
-        clip: dict[str, Any] = {
-            "clip_id": self.clip_id,
-            "state": "running",
-            "title": self.title,
-            "sound": self.sound,
-            "lyrics": self.lyrics,
-            "image_url": f"{media}.png",
-            "mv": self.mv,
-            "make_instrumental": self.make_instrumental,
-            "created_at": self.created_at.isoformat().replace("+00:00", "Z"),
-        }
-        if self.seed is not None:
-            clip["seed"] = self.seed
-        if status == "FAILED":
-            clip["state"] = "failed"
-            clip["error_message"] = "generation failed: the prompt carries the #fail marker"
-        elif status == "SUCCESS" or self.is_streaming(now):
-            clip["state"] = "succeeded" if status == "SUCCESS" else "streaming"
-            clip["audio_url"] = f"{media}.wav"
-            clip["wav_url"] = f"{media}.wav"
-            clip["duration"] = audio_seconds
-        return clip
-
     def has_audio(self, now: float) -> bool:
         return self.status(now) == "SUCCESS" or self.is_streaming(now)
 
-    def message(self, now: float) -> str:
-        status = self.status(now)
-        if status == "FAILED":
-            return (
-                "generation failed (sandbox #fail marker); "
-                f"the {PRODUCER_CREATE_COST:g} credits were refunded."
-            )
-        return {
-            "PENDING": "task is queued.",
-            "RUNNING": "task is running.",
-            "SUCCESS": "success",
-        }[status]
+    def refund_note(self) -> str:
+        return f"the {self.cost:g} credits were refunded"
 
-    def answer(self, now: float, audio_seconds: float) -> dict[str, Any]:
-        """The poll answer; callbacks reuse it with task_id, platform and event added."""
-        return {
-            "code": 200,
-            "status": self.status(now),
-            "message": self.message(now),
-            "data": [self.clip(now, audio_seconds)],
-        }
-
-    def describe(self, now: float) -> dict[str, Any]:
-        """What `GET /sandbox/tasks` shows; never the webhook secret."""
+    def describe_common(self, now: float) -> dict[str, Any]:
+        """The part of `GET /sandbox/tasks` every family shares; never the webhook secret."""
         return {
             "task_id": self.task_id,
-            "clip_id": self.clip_id,
             "status": self.status(now),
-            "prompt": {"sound": self.sound, "lyrics": self.lyrics, "title": self.title},
             "markers": sorted(self.markers),
             "webhook_url": self.webhook_url,
+            "cost": self.cost,
             "refunded": self.refunded,
             "created_at": self.created_at.isoformat(),
             "callback_attempts": [attempt.as_json() for attempt in self.attempts],
@@ -176,8 +169,8 @@ class TaskRegistry:
 
     def __init__(self, credits: float) -> None:
         self._credits = float(credits)
-        self._tasks: dict[str, SandboxTask] = {}
-        self._by_clip: dict[str, SandboxTask] = {}
+        self._tasks: dict[str, Job] = {}
+        self._by_clip: dict[str, Job] = {}
 
     @property
     def credits(self) -> float:
@@ -191,18 +184,21 @@ class TaskRegistry:
         self._credits -= cost
         return True
 
-    def add(self, task: SandboxTask) -> None:
+    def add(self, task: Job) -> None:
         self._tasks[task.task_id] = task
-        self._by_clip[task.clip_id] = task
+        for clip_id in task.clip_ids:
+            self._by_clip[clip_id] = task
 
-    def get(self, task_id: str) -> SandboxTask | None:
+    def get(self, task_id: str, family: str) -> Job | None:
+        """The task if it belongs to `family`'s poll endpoint (another family's id is unknown)."""
         self.settle(time.monotonic())
-        return self._tasks.get(task_id)
+        task = self._tasks.get(task_id)
+        return task if task is not None and task.family == family else None
 
-    def by_clip(self, clip_id: str) -> SandboxTask | None:
+    def by_clip(self, clip_id: str) -> Job | None:
         return self._by_clip.get(clip_id)
 
-    def all(self) -> list[SandboxTask]:
+    def all(self) -> list[Job]:
         self.settle(time.monotonic())
         return list(self._tasks.values())
 
@@ -214,36 +210,4 @@ class TaskRegistry:
             task.settled = True
             if task.status(now) == "FAILED":
                 task.refunded = True
-                self._credits += PRODUCER_CREATE_COST
-
-
-def _pick(digest: bytes, offset: int) -> str:
-    return _WORDS[digest[offset] % len(_WORDS)]
-
-
-def derive_title(sound: str, lyrics: str) -> str:
-    """A title from the prompt, as the provider invents one when none is given."""
-    source = sound.strip() or next((ln for ln in lyrics.splitlines() if ln.strip()), "")
-    # Markers such as #fail steer the sandbox; they are not part of the song's name.
-    words = [w.strip(string.punctuation) for w in source.split() if not w.startswith("#")]
-    words = [w for w in words if w][:5]
-    if not words:
-        digest = hashlib.sha256(source.encode("utf-8")).digest()
-        words = [_pick(digest, 0), _pick(digest, 1)]
-    return " ".join(words).title()[:80]
-
-
-def generate_lyrics(sound: str, instrumental: bool) -> str:
-    """A few deterministic lines, so a style-only prompt still gets lyrics like upstream."""
-    if instrumental:
-        return "[Instrumental]"
-    digest = hashlib.sha256(sound.encode("utf-8")).digest()
-    return "\n".join(
-        [
-            "[Verse]",
-            f"{_pick(digest, 0)} lights over the {_pick(digest, 1)}".capitalize(),
-            f"we follow the {_pick(digest, 2)} home".capitalize(),
-            "[Chorus]",
-            f"{_pick(digest, 3)} and {_pick(digest, 4)}, sing it again".capitalize(),
-        ]
-    )
+                self._credits += task.cost

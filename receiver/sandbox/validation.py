@@ -13,7 +13,14 @@ import socket
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["CreateRequest", "Rejected", "is_retired_task_type", "validate_create"]
+__all__ = [
+    "CreateRequest",
+    "Rejected",
+    "check_webhook_url",
+    "is_retired_task_type",
+    "optional",
+    "validate_create",
+]
 
 RETIRED_TASK_TYPES = frozenset(
     {
@@ -67,7 +74,8 @@ def is_retired_task_type(task_type: str) -> bool:
     return "upload" in parts and "_".join(p for p in parts if p != "upload") in RETIRED_TASK_TYPES
 
 
-def _optional(body: dict[str, Any], key: str, kind: type, kind_name: str) -> Any:
+def optional(body: dict[str, Any], key: str, kind: type, kind_name: str) -> Any:
+    """`body[key]` if absent, null or of type `kind`; otherwise a 400 naming the key."""
     value = body.get(key)
     if value is not None and not isinstance(value, kind):
         raise Rejected(400, f"{key} must be {kind_name}")
@@ -91,23 +99,23 @@ async def validate_create(body: Any) -> CreateRequest:
         )
     if task_type != "create_music":
         raise Rejected(400, f"task_type {task_type} is not supported; use create_music")
-    sound = _optional(body, "sound", str, "a string") or ""
-    lyrics = _optional(body, "lyrics", str, "a string") or ""
+    sound = optional(body, "sound", str, "a string") or ""
+    lyrics = optional(body, "lyrics", str, "a string") or ""
     if not sound.strip() and not lyrics.strip():
         raise Rejected(400, "sound or lyrics is required (at least one must be non-empty)")
-    title = _optional(body, "title", str, "a string")
+    title = optional(body, "title", str, "a string")
     if title is not None and len(title) > _MAX_TITLE:
         raise Rejected(400, f"title is too long: at most {_MAX_TITLE} characters are allowed")
     mv = body.get("mv")
     mv = "FUZZ-2.0" if mv is None else mv
     if not isinstance(mv, str) or not _MV.fullmatch(mv):
         raise Rejected(400, "mv is invalid: expected FUZZ-<n>[.<n>], e.g. FUZZ-2.0")
-    seed = _optional(body, "seed", str, "a string")
-    instrumental = _optional(body, "make_instrumental", bool, "a boolean (true or false)")
-    webhook_url = _optional(body, "webhook_url", str, "a string") or None
+    seed = optional(body, "seed", str, "a string")
+    instrumental = optional(body, "make_instrumental", bool, "a boolean (true or false)")
+    webhook_url = optional(body, "webhook_url", str, "a string") or None
     if webhook_url is not None:
-        await _check_webhook_url(webhook_url)
-    secret = _optional(body, "webhook_secret", str, "a string") or None
+        await check_webhook_url(webhook_url)
+    secret = optional(body, "webhook_secret", str, "a string") or None
     return CreateRequest(
         sound=sound,
         lyrics=lyrics,
@@ -120,7 +128,7 @@ async def validate_create(body: Any) -> CreateRequest:
     )
 
 
-async def _check_webhook_url(url: str) -> None:
+async def check_webhook_url(url: str) -> None:
     """The provider wants public HTTPS; the sandbox also allows plain HTTP to private hosts.
 
     That allowance exists so a relay on loopback or on a container network can receive sandbox

@@ -114,6 +114,7 @@ class SqlStore(Outbox, Polls, Queries):
                     next_poll_at=task.next_poll_at,
                 )
             )
+        self._notify()  # the poller recomputes when its next poll is due
 
     async def task_submitted(self, task_ref: str, upstream_id: str) -> None:
         async with self._write() as conn:

@@ -1,0 +1,176 @@
+"""A stand-in for Slack on loopback: an incoming webhook and the chat Web API, recorded.
+
+It answers the way Slack does (`200 ok` for a webhook; `{"ok": ...}` JSON for the Web API,
+with channel ids and increasing `ts`), checks the bot token, and can be told to fail the next
+requests (429 with Retry-After, 500, an error code) so tests see exactly what a handler sent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+from collections import deque
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+WEBHOOK_PATH = "/services/T/B/X"
+"""The one incoming-webhook path that exists; any other answers 404 `no_service`."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Recorded:
+    """One request as Slack would have seen it: the path, the headers and the decoded body."""
+
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+    @property
+    def method(self) -> str:
+        """`webhook`, or the Web API method such as `chat.postMessage`."""
+        return "webhook" if self.path.startswith("/services/") else self.path.rsplit("/", 1)[-1]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Fault:
+    """How to answer one request instead of the normal answer."""
+
+    status: int
+    error: str
+    retry_after: int | None = None
+    html: bool = False
+    """Answer with an HTML page (as a proxy in front of Slack would), not Slack's own body."""
+
+
+class SlackCatcher:
+    """The catcher's state (what was sent, what to fail) and its Starlette app."""
+
+    def __init__(self, token: str = "xoxb-catcher-token") -> None:
+        self.token = token
+        self.requests: list[Recorded] = []
+        self.messages: dict[tuple[str, str], dict[str, Any]] = {}
+        self.reject_images = False
+        self._faults: deque[Fault] = deque()
+        self._lock = threading.Lock()
+        self._next_ts = 0
+        self.app = Starlette(
+            routes=[
+                Route("/services/{rest:path}", self._webhook, methods=["POST"]),
+                Route("/api/{method}", self._api, methods=["POST"]),
+            ]
+        )
+
+    def reset(self) -> None:
+        """Forget requests, messages and faults (the server keeps running)."""
+        with self._lock:
+            self.requests.clear()
+            self.messages.clear()
+            self._faults.clear()
+            self.reject_images = False
+
+    def fail_next(
+        self,
+        times: int,
+        status: int,
+        error: str = "",
+        retry_after: int | None = None,
+        *,
+        html: bool = False,
+    ) -> None:
+        """Answer the next `times` requests with `status` (and Retry-After, if given)."""
+        default = {429: "ratelimited", 500: "internal_error"}.get(status, "invalid_request")
+        with self._lock:
+            self._faults.extend([Fault(status, error or default, retry_after, html)] * times)
+
+    def sent(self, method: str | None = None) -> list[Recorded]:
+        """Requests so far, optionally only those of one method (`webhook`, `chat.update`)."""
+        with self._lock:
+            return [r for r in self.requests if method is None or r.method == method]
+
+    async def _record(self, request: Request) -> tuple[Recorded, Fault | None]:
+        raw = await request.body()
+        if request.headers.get("content-type", "").startswith("application/json"):
+            body = json.loads(raw or b"{}")
+        else:
+            body = dict(parse_qsl(raw.decode()))
+            if isinstance(body.get("blocks"), str):
+                body["blocks"] = json.loads(body["blocks"])
+        recorded = Recorded(request.url.path, dict(request.headers), body)
+        with self._lock:
+            self.requests.append(recorded)
+            fault = self._faults.popleft() if self._faults else None
+        if fault is None and self.reject_images and _has_image(body.get("blocks") or []):
+            fault = Fault(400 if recorded.method == "webhook" else 200, "invalid_blocks")
+        return recorded, fault
+
+    async def _webhook(self, request: Request) -> Response:
+        recorded, fault = await self._record(request)
+        if fault is not None and fault.html:
+            return _html(fault)
+        if fault is not None:
+            return PlainTextResponse(fault.error, fault.status, _retry_headers(fault))
+        if request.url.path != WEBHOOK_PATH:
+            return PlainTextResponse("no_service", 404)
+        if not recorded.body.get("text") and not recorded.body.get("blocks"):
+            return PlainTextResponse("no_text", 400)
+        return PlainTextResponse("ok")
+
+    async def _api(self, request: Request) -> Response:
+        recorded, fault = await self._record(request)
+        if fault is not None and fault.html:
+            return _html(fault)
+        if fault is not None:
+            content = {"ok": False, "error": fault.error}
+            return JSONResponse(content, fault.status, _retry_headers(fault))
+        auth = request.headers.get("authorization")
+        if auth is None:
+            return _refuse("not_authed")
+        if auth != f"Bearer {self.token}":
+            return _refuse("invalid_auth")
+        body, method = recorded.body, recorded.method
+        if method not in ("chat.postMessage", "chat.update"):
+            return _refuse("unknown_method")
+        if not body.get("text") and not body.get("blocks"):
+            return _refuse("no_text")
+        channel = str(body.get("channel") or "")
+        if method == "chat.update":
+            key = (channel, str(body.get("ts")))
+            if key not in self.messages:  # also when given a channel name: update needs the id
+                return _refuse(
+                    "message_not_found" if channel.startswith("C") else "channel_not_found"
+                )
+            self.messages[key] = body
+            return JSONResponse({"ok": True, "channel": key[0], "ts": key[1], "text": body["text"]})
+        channel_id = channel if channel.startswith("C") else "C0" + channel.strip("#").upper()
+        with self._lock:
+            self._next_ts += 1
+            ts = f"1700000000.{self._next_ts:06d}"
+        self.messages[(channel_id, ts)] = body
+        return JSONResponse({"ok": True, "channel": channel_id, "ts": ts, "message": body})
+
+
+def _refuse(error: str) -> JSONResponse:
+    """Slack's way to refuse a Web API call: HTTP 200 with `ok: false`."""
+    return JSONResponse({"ok": False, "error": error})
+
+
+def _html(fault: Fault) -> HTMLResponse:
+    page = f"<html><body><h1>{fault.status}</h1></body></html>"
+    return HTMLResponse(page, fault.status, _retry_headers(fault))
+
+
+def _retry_headers(fault: Fault) -> dict[str, str]:
+    return {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+
+
+def _has_image(blocks: list[dict[str, Any]]) -> bool:
+    return any(
+        b.get("type") == "image" or (b.get("accessory") or {}).get("type") == "image"
+        for b in blocks
+    )
