@@ -127,3 +127,14 @@ def test_serve_with_bad_config_exits_2_without_traceback(tmp_path: Path) -> None
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     assert "relay.toml:4" in done.stderr and "template" in done.stderr
+
+
+def test_example_config_loads_and_covers_every_builtin_type(tmp_path: Path) -> None:
+    """deploy/relay.example.toml builds, with one handler of each built-in type."""
+    handlers = load_handler_set(
+        REPO / "deploy" / "relay.example.toml", HandlerRegistry.with_plugins(), {}
+    )
+    types = {h.spec.type for h in handlers}
+    assert types == set(HandlerRegistry.with_plugins().types())
+    chat = handlers.get("team-chat")
+    assert chat is not None and chat.spec.after == ["bucket"] and chat.stage == 1
