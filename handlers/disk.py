@@ -12,19 +12,17 @@ import contextlib
 import hashlib
 import json
 import os
-import re
 import secrets
 import shutil
-import string
 import unicodedata
-from datetime import UTC
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from handlers.base import HandlerContext, HandlerError, SpooledFile
+from handlers._files import check_template, extension_of, template_values
+from handlers.base import HandlerContext, HandlerError
 from receiver.models import Event
 
 __all__ = ["DiskHandler", "safe_name"]
@@ -41,28 +39,6 @@ _WINDOWS_FORBIDDEN = frozenset('/\\<>:"|?*')
 _MAX_CHARS = 100
 _MAX_VALUE_BYTES = 120
 _MAX_STEM_BYTES = 200  # leaves room for ".failed.json" and temp names within NAME_MAX (255)
-_EXTENSIONS = {
-    "audio/wav": "wav",
-    "audio/wave": "wav",
-    "audio/x-wav": "wav",
-    "audio/vnd.wave": "wav",
-    "audio/mpeg": "mp3",
-    "audio/mp3": "mp3",
-    "audio/mp4": "m4a",
-    "audio/m4a": "m4a",
-    "audio/x-m4a": "m4a",
-    "audio/aac": "aac",
-    "audio/flac": "flac",
-    "audio/x-flac": "flac",
-    "audio/ogg": "ogg",
-    "audio/webm": "webm",
-    "image/png": "png",
-    "image/jpeg": "jpg",
-    "image/jpg": "jpg",
-    "image/webp": "webp",
-    "image/gif": "gif",
-    "video/mp4": "mp4",
-}
 
 
 def safe_name(value: str) -> str:
@@ -102,20 +78,7 @@ class DiskHandler:
         @field_validator("template")
         @classmethod
         def _check_template(cls, template: str) -> str:
-            try:
-                parsed = list(string.Formatter().parse(template))
-            except ValueError as exc:
-                raise ValueError(f"template {template!r} is not a valid format: {exc}") from exc
-            for _literal, field, spec, conversion in parsed:
-                if field is None:
-                    continue
-                if field not in TEMPLATE_FIELDS:
-                    allowed = ", ".join(sorted(TEMPLATE_FIELDS))
-                    raise ValueError(f"unknown template field {{{field}}}; use one of {allowed}")
-                if spec or conversion:
-                    raise ValueError(f"template field {{{field}}} takes no format or conversion")
-            if not template.endswith(".{ext}"):
-                raise ValueError("template must end with .{ext}")
+            check_template("template", template, TEMPLATE_FIELDS)
             literal_parts = PurePosixPath(template.replace("\\", "/"))
             if literal_parts.is_absolute() or ".." in literal_parts.parts:
                 raise ValueError("template must be a relative path without '..'")
@@ -138,7 +101,7 @@ class DiskHandler:
                 f"{event.kind} for clip {event.clip_id} has no audio URL", retryable=False
             )
         audio = await ctx.spool.fetch(event.audio_url)
-        ext = _extension(audio, default="mp3")
+        ext = extension_of(audio, default="mp3")
         target = self._target(event, ext)
         stem = target.name[: -len(ext) - 1]
         await asyncio.to_thread(_place, audio.path, target)
@@ -152,7 +115,7 @@ class DiskHandler:
                     raise
                 ctx.log.warning("cover skipped", handler=self.name, reason=exc.message)
             else:
-                cover_ext = _extension(image, default="jpg")
+                cover_ext = extension_of(image, default="jpg")
                 if cover_ext == ext:  # an odd source; never let the cover replace the song
                     cover_ext = f"cover.{cover_ext}"
                 cover = target.with_name(f"{stem}.{cover_ext}")
@@ -175,14 +138,7 @@ class DiskHandler:
 
     def _target(self, event: Event, ext: str) -> Path:
         """The rendered template under `path`, refused unless it stays inside `path`."""
-        values = {
-            "date": event.received_at.astimezone(UTC).date().isoformat(),
-            "title": event.title,
-            "clip_id": event.clip_id,
-            "task_id": event.task_id,
-            "platform": event.platform,
-        }
-        safe = {key: safe_name(value) for key, value in values.items()}
+        safe = {key: safe_name(value) for key, value in template_values(event).items()}
         relative = self.config.template.format(**safe, ext=safe_name(ext))
         *folders, name = [part for part in relative.replace("\\", "/").split("/") if part]
         parts = [_fit(folder, "") for folder in folders] + [_fit(name, f".{ext}")]
@@ -229,15 +185,6 @@ class DiskHandler:
             "labels": dict(event.labels),
             "received_at": event.received_at.isoformat(),
         }
-
-
-def _extension(spooled: SpooledFile, *, default: str) -> str:
-    """From the content type, else the URL's suffix, else `default`."""
-    known = _EXTENSIONS.get(spooled.content_type or "")
-    if known:
-        return known
-    suffix = PurePosixPath(urlsplit(spooled.url).path).suffix.lower().lstrip(".")
-    return suffix if re.fullmatch(r"[a-z0-9]{1,8}", suffix) else default
 
 
 def _fit(name: str, suffix: str) -> str:

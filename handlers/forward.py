@@ -16,9 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import email.utils
 import json
-import math
 import re
 import time
 from datetime import UTC, datetime
@@ -31,6 +29,7 @@ from standardwebhooks.webhooks import Webhook
 
 from handlers.base import HandlerContext, HandlerError
 from receiver.models import Event
+from receiver.retry_after import parse_retry_after
 
 __all__ = ["ForwardHandler"]
 
@@ -145,7 +144,7 @@ class ForwardHandler:
                         await _snippet(response)  # a short answer read whole: socket reused
                     return {"status": status, "webhook_id": webhook_id}
                 snippet = await _snippet(response)
-                retry_after = _retry_after(response.headers.get("retry-after"))
+                retry_after = parse_retry_after(response.headers.get("retry-after"))
         except httpx.TimeoutException as exc:
             raise HandlerError(
                 f"forward to {self._where}: no answer within {timeout:g} s",
@@ -221,22 +220,3 @@ async def _snippet(response: httpx.Response) -> str:
             break
     text = head[:_SNIPPET_BYTES].decode("utf-8", errors="replace")
     return " ".join(text.split())[:_SNIPPET_CHARS]
-
-
-def _retry_after(value: str | None) -> float | None:
-    """`Retry-After` as seconds from now: delta-seconds or an HTTP date; None if unusable."""
-    if not value or not value.strip():
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:
-        return max(0.0, seconds) if math.isfinite(seconds) else None
-    try:
-        when = email.utils.parsedate_to_datetime(value.strip())
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:  # "-0000" parses naive; HTTP dates are always GMT
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - time.time())

@@ -10,11 +10,9 @@ because S3 user metadata must be ASCII.
 from __future__ import annotations
 
 import asyncio
-import string
 import threading
 import unicodedata
-from datetime import UTC
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 from urllib.parse import quote, urlsplit
 
@@ -26,6 +24,7 @@ from boto3.s3.transfer import TransferConfig  # type: ignore[import-untyped]
 from botocore.config import Config as BotoConfig  # type: ignore[import-untyped]
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from handlers._files import TYPES, check_template, extension_of, template_values
 from handlers.base import HandlerContext, HandlerError, SpooledFile
 from receiver.models import Event
 
@@ -40,15 +39,6 @@ _MAX_KEY_BYTES = 1024  # S3's limit
 _MAX_SEGMENT_BYTES = 200
 _AVOID = frozenset('/\\{}^%`[]"<>~#|')  # AWS lists these as characters to avoid in keys
 _META_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
-_TYPES = {  # extension -> content type, for names and for files served without a useful type
-    "mp3": "audio/mpeg", "wav": "audio/wav", "m4a": "audio/mp4", "aac": "audio/aac",
-    "flac": "audio/flac", "ogg": "audio/ogg", "webm": "audio/webm", "mp4": "video/mp4",
-    "png": "image/png", "jpg": "image/jpeg", "webp": "image/webp", "gif": "image/gif",
-}  # fmt: skip
-_EXTENSIONS = {v: k for k, v in _TYPES.items()} | {
-    "audio/x-wav": "wav", "audio/wave": "wav", "audio/vnd.wave": "wav", "audio/mp3": "mp3",
-    "audio/x-m4a": "m4a", "audio/m4a": "m4a", "audio/x-flac": "flac", "image/jpg": "jpg",
-}  # fmt: skip
 _GENERIC_TYPES = frozenset({"application/octet-stream", "binary/octet-stream"})
 _THROTTLING = frozenset(
     {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "RequestTimeout",
@@ -119,20 +109,7 @@ class S3Handler:
         @field_validator("key_template")
         @classmethod
         def _check_template(cls, template: str) -> str:
-            try:
-                parsed = list(string.Formatter().parse(template))
-            except ValueError as exc:
-                raise ValueError(f"key_template {template!r} is not a valid format: {exc}") from exc
-            unknown = [
-                f"{{{f}}}" for _, f, _, _ in parsed if f is not None and f not in TEMPLATE_FIELDS
-            ]
-            if unknown:
-                allowed = ", ".join(sorted(TEMPLATE_FIELDS))
-                raise ValueError(f"unknown key_template field {', '.join(unknown)}; use {allowed}")
-            if any(spec or conv for _, f, spec, conv in parsed if f is not None):
-                raise ValueError("key_template fields take no format spec or conversion")
-            if not template.endswith(".{ext}"):
-                raise ValueError("key_template must end with .{ext}")
+            check_template("key_template", template, TEMPLATE_FIELDS)
             _check_key_text("key_template", template.format(**dict.fromkeys(TEMPLATE_FIELDS, "x")))
             return template
 
@@ -179,7 +156,7 @@ class S3Handler:
                 f"{event.kind} for clip {event.clip_id} has no audio URL", retryable=False
             )
         audio = await ctx.spool.fetch(event.audio_url)
-        ext = _extension(audio, default="mp3")
+        ext = extension_of(audio, default="mp3")
         key = self._key(event, ext)
         cover: tuple[SpooledFile, str] | None = None
         if self.config.cover and event.image_url:
@@ -190,7 +167,7 @@ class S3Handler:
                     raise
                 ctx.log.warning("cover skipped", handler=self.name, reason=exc.message)
             else:
-                cover_ext = _extension(image, default="jpg")
+                cover_ext = extension_of(image, default="jpg")
                 cover = (
                     image,
                     self._key(event, f"cover.{cover_ext}" if cover_ext == ext else cover_ext),
@@ -260,14 +237,7 @@ class S3Handler:
 
     def _key(self, event: Event, ext: str) -> str:
         """The rendered key template; every value is one sanitised segment."""
-        values = {
-            "date": event.received_at.astimezone(UTC).date().isoformat(),
-            "title": event.title,
-            "task_id": event.task_id,
-            "clip_id": event.clip_id,
-            "platform": event.platform,
-        }
-        safe = {name: key_segment(value) for name, value in values.items()}
+        safe = {name: key_segment(value) for name, value in template_values(event).items()}
         rendered = self.config.key_template.format(prefix=self.config.prefix, ext=ext, **safe)
         key = "/".join(part for part in rendered.split("/") if part not in ("", "."))
         if ".." in key.split("/") or len(key.encode()) > _MAX_KEY_BYTES:
@@ -284,20 +254,11 @@ def _check_key_text(name: str, text: str) -> None:
         raise ValueError(f"{name} must not contain control characters")
 
 
-def _extension(spooled: SpooledFile, *, default: str) -> str:
-    """From the content type, else the URL's suffix, else `default`."""
-    known = _EXTENSIONS.get(spooled.content_type or "")
-    if known:
-        return known
-    suffix = PurePosixPath(urlsplit(spooled.url).path).suffix.lower().lstrip(".")
-    return suffix if suffix.isalnum() and suffix.isascii() and len(suffix) <= 8 else default
-
-
 def _content_type(spooled: SpooledFile, key: str) -> str:
     """The served content type unless it is generic, else one from the key's extension."""
     if spooled.content_type and spooled.content_type not in _GENERIC_TYPES:
         return spooled.content_type
-    return _TYPES.get(key.rsplit(".", 1)[-1], "application/octet-stream")
+    return TYPES.get(key.rsplit(".", 1)[-1], "application/octet-stream")
 
 
 def _ascii(value: str, limit: int = 256) -> str:

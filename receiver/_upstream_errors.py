@@ -7,12 +7,8 @@ Every message is written for a one-line CLI error: what was refused, the provide
 from __future__ import annotations
 
 import dataclasses
-import email.utils
 import json
-import math
 import re
-import time
-from datetime import UTC
 
 import httpx
 
@@ -28,7 +24,7 @@ from receiver.errors import (
     UpstreamUnavailable,
 )
 
-__all__ = ["Call", "error_for", "message_of", "retry_after", "shorten", "transport", "unknown"]
+__all__ = ["Call", "error_for", "message_of", "shorten", "transport", "unknown"]
 
 _MESSAGE_KEYS = ("message", "error", "detail", "description")
 _MAX_MESSAGE = 300
@@ -68,26 +64,6 @@ def unknown(what: str, reason: str) -> str:
         "was NOT sent again, because a create costs credits — check `aimusic-relay tasks` "
         "before retrying"
     )
-
-
-def retry_after(value: str | None) -> float | None:
-    """`Retry-After` as seconds from now: delta-seconds or an HTTP date; None if unusable."""
-    if value is None or not value.strip():
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:
-        return max(0.0, seconds) if math.isfinite(seconds) else None
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:  # "-0000" parses naive; HTTP dates are always GMT
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - time.time())
 
 
 def message_of(response: httpx.Response, api_key: str | None) -> str:

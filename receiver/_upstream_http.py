@@ -18,8 +18,9 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from receiver import __version__
-from receiver._upstream_errors import Call, error_for, message_of, retry_after, shorten, transport
+from receiver._upstream_errors import Call, error_for, message_of, shorten, transport
 from receiver.errors import Unauthorized, UpstreamError, UpstreamUnavailable
+from receiver.retry_after import parse_retry_after
 
 __all__ = ["Transport", "Unsure"]
 
@@ -172,7 +173,7 @@ class Transport:
                 f"{message}",
                 status=status,
             )
-        wait = retry_after(response.headers.get("retry-after")) if status == 429 else None
+        wait = parse_retry_after(response.headers.get("retry-after")) if status == 429 else None
         raise error_for(status, message, call, retry_after_s=wait, account=self._account())
 
     def _account(self) -> str:

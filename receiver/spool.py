@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import email.utils
 import hashlib
 import ipaddress
 import json
@@ -24,7 +23,6 @@ import secrets
 import shutil
 import socket
 import weakref
-from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 from urllib.parse import urlsplit
@@ -32,6 +30,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from handlers.base import HandlerError, SpooledFile
+from receiver.retry_after import parse_retry_after
 
 __all__ = ["DownloadPolicy", "Spool"]
 
@@ -202,7 +201,9 @@ def _check_response(response: httpx.Response, url: str, max_bytes: int) -> None:
     if status == 429 or status >= 500:
         raise HandlerError(
             f"download from {where} failed: HTTP {status}",
-            retry_after=_retry_after(response) if status in (429, 503) else None,
+            retry_after=parse_retry_after(response.headers.get("retry-after"))
+            if status in (429, 503)
+            else None,
             blame="unavailable",
         )
     if not 200 <= status < 300:
@@ -277,19 +278,6 @@ def _meta_path(target: Path) -> Path:
 def _media_type(response: httpx.Response) -> str | None:
     value = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     return value or None
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after", "").strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _invalid() -> HandlerError:
