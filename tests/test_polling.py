@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -222,3 +223,26 @@ def test_200_tasks_with_dropped_and_duplicate_callbacks_each_dispatch_once(
     assert relay.count("deliveries") == 200
     sources = collections.Counter(e["source"] for t in finals for e in songs(t))
     assert sources["poll"] >= 60  # at least every dropped callback was found by polling
+
+
+def test_unknown_create_is_marked_failed_at_its_deadline_never_resent(
+    make_relay: Callable[..., Relay],
+) -> None:
+    """A create that got a 500 stays `unknown` (no id to poll), then fails at the deadline
+    with a task.timed_out event; the provider saw exactly one create call."""
+    from receiver.sandbox import SandboxOptions, create_sandbox_app
+
+    with run_asgi(create_sandbox_app(SandboxOptions(error_rate=1.0))) as broken:
+        relay = make_relay(AIMUSIC_BASE_URL=broken, RELAY_TASK_DEADLINE_S="2", **FAST_POLLING)
+        task = relay.submit("did it or didn't it")
+        assert task["state"] == "unknown"
+        done = relay.wait_settled(task["id"], timeout=30)
+        creates = [
+            r
+            for r in httpx.get(f"{broken}/sandbox/requests").json()
+            if r["path"].endswith("/create")
+        ]
+    assert done["state"] == "failed"
+    assert "not re-sent" in done["error"]
+    assert [e["kind"] for e in songs(done)] == ["task.timed_out"]
+    assert len(creates) == 1
