@@ -35,6 +35,7 @@ async def start_background(services: Services) -> AsyncIterator[Dispatcher]:
         download_policy=services.download_policy,
         public_url=services.settings.public_url,
         lease_s=services.settings.relay_lease_s,
+        shutdown_grace_s=services.settings.relay_shutdown_grace_s,
     )
     poller = Poller(
         services,

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     relay_max_body_bytes: int = Field(default=1024 * 1024, gt=0)
     relay_spool_dir: Path = Path(tempfile.gettempdir()) / "aimusic-relay-spool"
     relay_lease_s: float = Field(default=60.0, gt=0)
+    relay_db_pool_size: int = Field(default=5, ge=1, le=100)
+    relay_db_pool_timeout_s: float = Field(default=10.0, gt=0)
+    relay_shutdown_grace_s: float = Field(default=25.0, ge=0)
     relay_log_level: str = "info"
     relay_log_format: Literal["auto", "json", "console"] = "auto"
     port: int = Field(default=8000, ge=1, le=65535)

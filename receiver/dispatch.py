@@ -47,6 +47,7 @@ class Dispatcher:
         concurrency: int = 16,
         lease_s: float = 60.0,
         sweep_s: float = 5.0,
+        shutdown_grace_s: float = 25.0,
     ) -> None:
         self.store = store
         self.handlers = handlers
@@ -57,9 +58,11 @@ class Dispatcher:
         self.concurrency = concurrency
         self.lease_s = lease_s
         self.sweep_s = sweep_s
+        self.shutdown_grace_s = shutdown_grace_s
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._wake = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
+        self._claimed: dict[asyncio.Task[None], str] = {}
         self._per_handler = {h.name: asyncio.Semaphore(h.spec.concurrency) for h in handlers}
         self._pacers = {
             h.name: Pacer(h.spec.rate_limit_per_s) for h in handlers if h.spec.rate_limit_per_s
@@ -73,13 +76,15 @@ class Dispatcher:
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Work until `stop` is set, then let in-flight deliveries finish."""
+        """Work until `stop` is set; then claim nothing more, give in-flight deliveries up to
+        `shutdown_grace_s` to finish, and release the rest (a PaaS restart sends SIGTERM and
+        kills ~30 s later: released deliveries are taken over at once, not after a lease)."""
         log.info("dispatcher started", owner=self.owner, handlers=[h.name for h in self.handlers])
         failures = 0
         while not stop.is_set():
             self._wake.clear()
             try:
-                await self._drain()
+                await self._drain(stop)
                 timeout = await self._idle_timeout()
                 failures = 0
             except StoreUnavailable as exc:
@@ -87,12 +92,30 @@ class Dispatcher:
                 timeout = min(30.0, 0.5 * 2**failures)
                 log.warning("store unavailable; backing off", error=str(exc), retry_in_s=timeout)
             await wait_any(self._wake, stop, timeout)
-        if self._running:
-            await asyncio.gather(*self._running, return_exceptions=True)
+        await self._finish_in_flight()
         log.info("dispatcher stopped", owner=self.owner)
 
-    async def _drain(self) -> None:
-        while True:
+    async def _finish_in_flight(self) -> None:
+        if not self._running:
+            return
+        log.info("finishing in-flight deliveries", count=len(self._running))
+        _, late = await asyncio.wait(set(self._running), timeout=self.shutdown_grace_s)
+        if not late:
+            return
+        delivery_ids = [self._claimed[task] for task in late]
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+        try:
+            released = await self.store.release(delivery_ids, self.owner)
+        except StoreUnavailable as exc:
+            # Their leases still run out by themselves: later, but nothing is lost.
+            log.warning("could not release deliveries", error=str(exc), count=len(late))
+            return
+        log.warning("released unfinished deliveries at shutdown", count=released)
+
+    async def _drain(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
             free = self.concurrency - len(self._running)
             if free <= 0:
                 await asyncio.wait(self._running, return_when=asyncio.FIRST_COMPLETED)
@@ -101,9 +124,14 @@ class Dispatcher:
             for claim in claims:
                 task = asyncio.create_task(self._deliver(claim))
                 self._running.add(task)
-                task.add_done_callback(self._running.discard)
+                self._claimed[task] = claim.delivery_id
+                task.add_done_callback(self._forget)
             if len(claims) < free:
                 return
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._claimed.pop(task, None)
 
     def _paused(self) -> list[str]:
         """Handlers a destination asked us to leave alone for a while (Retry-After)."""

@@ -48,7 +48,11 @@ def build_services(settings: Settings, *, registry: HandlerRegistry | None = Non
     api_key = settings.aimusic_api_key.get_secret_value() if settings.aimusic_api_key else None
     return Services(
         settings=settings,
-        store=open_store(settings.database_url),
+        store=open_store(
+            settings.database_url,
+            pool_size=settings.relay_db_pool_size,
+            pool_timeout_s=settings.relay_db_pool_timeout_s,
+        ),
         handlers=handlers,
         tokens=CallbackTokens(settings.secret_keys),
         http=http,

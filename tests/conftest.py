@@ -207,4 +207,50 @@ def finished_sandbox_task(sandbox_url: str, sound: str) -> dict[str, Any]:
     raise AssertionError("sandbox task did not finish")
 
 
+POSTGRES_URL = os.environ.get("RELAY_TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/test")
+"""The machine's PostgreSQL; each test gets its own schema in it."""
+
+
+def _postgres_admin(sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3) as conn:
+        conn.execute(sql)
+
+
+def schema_url(schema: str, *, base: str = POSTGRES_URL) -> str:
+    """`base` with every connection confined to `schema` and tagged with it (application_name),
+    so a test can find and terminate exactly its own backends."""
+    return f"{base}?options=-csearch_path%3D{schema}&application_name={schema}"
+
+
+@pytest.fixture
+def make_pg_url() -> Iterator[Callable[[], str]]:
+    """Factory: a fresh, empty PostgreSQL schema per call, as a DATABASE_URL; dropped at the end.
+    Skips when no PostgreSQL answers, except in CI (`CI` set), where that is a failure."""
+    import psycopg
+
+    try:
+        _postgres_admin("SELECT 1")
+    except psycopg.OperationalError as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL}: {exc}")
+    created: list[str] = []
+
+    def factory() -> str:
+        schema = f"t_{secrets.token_hex(6)}"
+        _postgres_admin(f"CREATE SCHEMA {schema}")
+        created.append(schema)
+        return schema_url(schema)
+
+    yield factory
+    for schema in created:
+        _postgres_admin(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            f"WHERE application_name = '{schema}'"
+        )
+        _postgres_admin(f"DROP SCHEMA {schema} CASCADE")
+
+
 os.environ.setdefault("NO_COLOR", "1")

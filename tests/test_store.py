@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -12,10 +12,13 @@ import pytest
 from receiver.store import Inbound, NewTask, SqlStore, open_store
 
 
-@pytest.fixture(params=["sqlite"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqlStore]:
-    """An opened, migrated store on a fresh database."""
-    opened = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store(
+    request: pytest.FixtureRequest, tmp_path: Path, make_pg_url: Callable[[], str]
+) -> AsyncIterator[SqlStore]:
+    """An opened, migrated store on a fresh database (SQLite file or PostgreSQL schema)."""
+    url = f"sqlite:///{tmp_path / 'store.db'}" if request.param == "sqlite" else make_pg_url()
+    opened = open_store(url)
     await opened.open()
     yield opened
     await opened.close()
@@ -132,3 +135,90 @@ async def test_dead_delivery_keeps_error_and_blame(store: SqlStore) -> None:
     [dead] = await store.list_deliveries("dead")
     assert (dead["last_error"], dead["blame"]) == ("HTTP 404 from destination", "destination")
     assert await store.event_settled(claim.event.id)
+
+
+def _task(ref: str, next_poll_at: float | None) -> NewTask:
+    return NewTask(
+        id=ref,
+        family="producer",
+        platform="producer",
+        prompt=None,
+        params={},
+        labels={},
+        handlers=None,
+        next_poll_at=next_poll_at,
+    )
+
+
+async def test_concurrent_poll_claims_never_share_a_task(store: SqlStore) -> None:
+    """Two pollers claiming at once (two connections) never get the same task."""
+    for i in range(40):
+        await store.create_task(_task(f"ref-{i}", time.time() - 1))
+    other = SqlStore(store.database_url, migrate_on_open=False)
+    try:
+        batches = await asyncio.gather(
+            *(s.claim_polls(3, 30) for _ in range(8) for s in (store, other))
+        )
+    finally:
+        await other.close()
+    claimed = [task["id"] for batch in batches for task in batch]
+    assert len(claimed) == len(set(claimed))
+    assert 40 == len(claimed)
+    assert await store.claim_polls(10, 30) == []
+
+
+async def test_concurrent_delivery_claims_never_share_a_delivery(store: SqlStore) -> None:
+    """Two stores claiming deliveries at once never lease the same delivery twice."""
+    for i in range(15):
+        await store.record_inbound(_inbound(f"w{i}", task_id=f"up-{i}"), _route)
+    other = SqlStore(store.database_url, migrate_on_open=False)
+    try:
+        batches = await asyncio.gather(
+            *(s.claim(f"owner-{n}", 2, 30) for n, s in enumerate((store, other) * 8))
+        )
+    finally:
+        await other.close()
+    claimed = [c.delivery_id for batch in batches for c in batch]
+    assert 30 == len(claimed) == len(set(claimed))
+
+
+async def test_poll_done_without_next_poll_stops_polling(store: SqlStore) -> None:
+    """Scheduling no next poll (None) leaves the task out of every later poll claim."""
+    await store.create_task(_task("ref-1", time.time() - 1))
+    [task] = await store.claim_polls(5, 0.01)
+    await store.poll_done(task["id"], None, error="gone")
+    await asyncio.sleep(0.05)
+    assert await store.claim_polls(5, 30) == []
+    assert await store.next_poll_due() is None
+
+
+async def test_released_delivery_is_claimable_at_once(store: SqlStore) -> None:
+    """A lease given up at shutdown lets another worker take the delivery without waiting."""
+    await store.record_inbound(_inbound("w1"), _route)
+    first = await store.claim("worker-1", 10, lease_s=60)
+    assert 2 == await store.release([c.delivery_id for c in first], "worker-1")
+    second = await store.claim("worker-2", 10, lease_s=60)
+    assert sorted(c.delivery_id for c in first) == sorted(c.delivery_id for c in second)
+
+
+async def test_commit_wakes_listeners_of_other_processes(
+    make_pg_url: Callable[[], str],
+) -> None:
+    """A committed delivery wakes a second store's listeners (PostgreSQL NOTIFY; SQLite has one
+    process and wakes in-process, which the dispatcher tests cover)."""
+    store = SqlStore(make_pg_url())
+    await store.open()
+    woken = asyncio.Event()
+    other = SqlStore(store.database_url, migrate_on_open=False)
+    other.add_listener(woken.set)
+    await other.open()
+    try:
+        assert other.listener is not None
+        await asyncio.wait_for(other.listener.connected.wait(), 5)
+        await asyncio.sleep(0.05)
+        woken.clear()  # the sweep after connecting
+        await store.record_inbound(_inbound("w1"), _route)
+        await asyncio.wait_for(woken.wait(), 5)
+    finally:
+        await other.close()
+        await store.close()

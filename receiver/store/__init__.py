@@ -17,6 +17,6 @@ __all__ = [
 ]
 
 
-def open_store(database_url: str) -> SqlStore:
+def open_store(database_url: str, *, pool_size: int = 5, pool_timeout_s: float = 10.0) -> SqlStore:
     """The store for `DATABASE_URL` (not yet opened: call `await store.open()`)."""
-    return SqlStore(database_url)
+    return SqlStore(database_url, pool_size=pool_size, pool_timeout_s=pool_timeout_s)

@@ -1,4 +1,5 @@
-"""Engines per dialect: URL translation and the SQLite settings that make it a safe queue."""
+"""Engines per dialect: URL translation, pool limits, and the SQLite settings that make it a
+safe queue."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-__all__ = ["async_url", "make_engines"]
+__all__ = ["CONNECT_TIMEOUT_S", "async_url", "libpq_url", "make_engines"]
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+CONNECT_TIMEOUT_S = 2
+"""libpq's minimum: an unreachable PostgreSQL fails a request in about this long (a 503 the
+provider retries) instead of hanging until the provider's own timeout."""
 
 
 def async_url(database_url: str) -> str:
@@ -22,14 +26,43 @@ def async_url(database_url: str) -> str:
     return database_url
 
 
-def make_engines(database_url: str) -> tuple[AsyncEngine, AsyncEngine]:
-    """(writer, reader). SQLite gets one writer connection that takes the lock up front
-    (`BEGIN IMMEDIATE`), so concurrent writers queue instead of failing on lock upgrade;
-    readers never block thanks to WAL.
+def libpq_url(database_url: str) -> str:
+    """The plain `postgresql://` form psycopg's own connect() takes (query options kept)."""
+    url = async_url(database_url)
+    return "postgresql://" + url.split("://", 1)[1]
+
+
+def make_engines(
+    database_url: str, *, pool_size: int = 5, pool_timeout_s: float = 10.0
+) -> tuple[AsyncEngine, AsyncEngine]:
+    """(writer, reader).
+
+    PostgreSQL: one pool per process, `pool_size` plus as many again in overflow under bursts,
+    waiting at most `pool_timeout_s` for a free connection; pre-ping replaces connections a
+    restart or failover killed, so the first request after an outage does not fail.
+
+    SQLite: one writer connection that takes the lock up front (`BEGIN IMMEDIATE`), so
+    concurrent writers queue instead of failing on lock upgrade; readers never block (WAL).
     """
     url = async_url(database_url)
     if not url.startswith("sqlite"):
-        engine = create_async_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True)
+        connect_args: dict[str, Any] = {
+            "connect_timeout": CONNECT_TIMEOUT_S,
+            # A half-open TCP connection (the database host vanished) is noticed in ~20 s.
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 5,
+            "keepalives_count": 2,
+        }
+        engine = create_async_engine(
+            url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_timeout=pool_timeout_s,
+            pool_pre_ping=True,
+            pool_recycle=1800,
+            connect_args=connect_args,
+        )
         return engine, engine
     writer = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
     reader = create_async_engine(url, pool_size=4, max_overflow=4)

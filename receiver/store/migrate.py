@@ -10,6 +10,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from receiver.store.engine import CONNECT_TIMEOUT_S
+
 __all__ = ["current_revision", "head_revision", "sync_url", "upgrade"]
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
@@ -36,11 +38,26 @@ def _config(connection: sa.Connection | None = None, url: str | None = None) -> 
     return config
 
 
+_MIGRATION_LOCK = 0x61696D72  # "aimr": any constant shared by every relay process
+
+
 def upgrade(database_url: str, revision: str = "head") -> None:
-    """Bring the schema to `revision`; safe to run on every start."""
-    engine = sa.create_engine(sync_url(database_url))
+    """Bring the schema to `revision`; safe to run on every start, from many processes at once.
+
+    On PostgreSQL the whole upgrade runs under a transaction-scoped advisory lock, so web and
+    worker processes starting together apply each migration once (the others wait, then find
+    the schema current); DDL is transactional there, so a failed upgrade leaves nothing half-done.
+    """
+    url = sync_url(database_url)
+    is_pg = url.startswith("postgresql")
+    connect_args = {"connect_timeout": CONNECT_TIMEOUT_S} if is_pg else {}
+    engine = sa.create_engine(url, connect_args=connect_args)
     try:
         with engine.begin() as connection:
+            if is_pg:
+                connection.execute(
+                    sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK}
+                )
             command.upgrade(_config(connection), revision)
     finally:
         engine.dispose()

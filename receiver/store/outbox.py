@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -30,6 +30,7 @@ class Outbox:
     _write: Callable[[], contextlib.AbstractAsyncContextManager[AsyncConnection]]
     _read: Callable[[], contextlib.AbstractAsyncContextManager[AsyncConnection]]
     _notify: Callable[[], None]
+    _notify_others: Callable[[AsyncConnection], Awaitable[None]]
 
     @staticmethod
     def _due(now: float, exclude: Collection[str]) -> Any:
@@ -131,6 +132,24 @@ class Outbox:
             )
             return bool(done.rowcount)
 
+    async def release(self, delivery_ids: Collection[str], owner: str) -> int:
+        """Give up our leases now (graceful shutdown): another worker may take them at once."""
+        if not delivery_ids:
+            return 0
+        async with self._write() as conn:
+            done = await conn.execute(
+                deliveries.update()
+                .where(
+                    deliveries.c.id.in_(list(delivery_ids)),
+                    deliveries.c.lease_owner == owner,
+                    deliveries.c.state == "running",
+                )
+                .values(lease_until=time.time() - 0.001)
+            )
+            if done.rowcount:
+                await self._notify_others(conn)
+        return int(done.rowcount)
+
     async def succeed(self, claim: Claim, owner: str, result: Mapping[str, Any] | None) -> bool:
         return await self._finish(claim, owner, "succeeded", None, None, None, result)
 
@@ -186,8 +205,27 @@ class Outbox:
                     blame=blame,
                 )
             )
+            if state == "pending" or await self._unblocks_later_stage(conn, claim):
+                await self._notify_others(conn)
         self._notify()  # a retry became due later, or a later stage of this event is unblocked
         return True
+
+    @staticmethod
+    async def _unblocks_later_stage(conn: AsyncConnection, claim: Claim) -> bool:
+        """True when the event still has deliveries waiting for an earlier stage (`after`)."""
+        own_stage = (
+            sa.select(deliveries.c.stage)
+            .where(deliveries.c.id == claim.delivery_id)
+            .scalar_subquery()
+        )
+        waiting = await conn.scalar(
+            sa.select(sa.func.count()).where(
+                deliveries.c.event_id == claim.event.id,
+                deliveries.c.state == "pending",
+                deliveries.c.stage > own_stage,
+            )
+        )
+        return bool(waiting)
 
     async def next_due_at(self, exclude: Collection[str] = ()) -> float | None:
         """When the next delivery becomes claimable (ignoring paused handlers)."""
@@ -273,6 +311,8 @@ class Outbox:
                     updated_at=now,
                 )
             )
+            if done.rowcount:
+                await self._notify_others(conn)
         if done.rowcount:
             self._notify()
         return int(done.rowcount)

@@ -63,9 +63,11 @@ class Polls:
         self, task_ref: str, next_poll_at: float | None, error: str | None = None
     ) -> None:
         """Schedule the next poll (None: stop polling), keeping a final state's own schedule."""
+        # Typed literals: PostgreSQL types an all-NULL CASE as text and refuses it for a float.
         values: dict[str, Any] = {
             "next_poll_at": sa.case(
-                (tasks.c.state.in_(FINAL_TASK_STATES), None), else_=next_poll_at
+                (tasks.c.state.in_(FINAL_TASK_STATES), sa.null()),
+                else_=sa.cast(sa.literal(next_poll_at), sa.Float),
             ),
             "updated_at": time.time(),
         }

@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,10 +19,11 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from receiver.errors import StoreUnavailable
-from receiver.models import FINAL_KINDS
 from receiver.store import migrate
+from receiver.store._tasks import TaskRows, new_id
 from receiver.store.base import Inbound, IngestResult, NewTask, Router
 from receiver.store.engine import make_engines
+from receiver.store.notify import Listener, notify
 from receiver.store.outbox import Outbox
 from receiver.store.polls import Polls
 from receiver.store.queries import Queries
@@ -31,27 +31,39 @@ from receiver.store.schema import deliveries, events, inbox, tasks
 
 __all__ = ["SqlStore"]
 
-FINAL_TASK_STATES = frozenset({"succeeded", "failed", "timed_out"})
 
-
-def new_id() -> str:
-    return uuid.uuid4().hex
-
-
-class SqlStore(Outbox, Polls, Queries):
+class SqlStore(TaskRows, Outbox, Polls, Queries):
     """Tasks, events and deliveries in one SQL database."""
 
-    def __init__(self, database_url: str, *, migrate_on_open: bool = True) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        migrate_on_open: bool = True,
+        pool_size: int = 5,
+        pool_timeout_s: float = 10.0,
+    ) -> None:
         self.database_url = database_url
         self._migrate_on_open = migrate_on_open
-        self._writer, self._reader = make_engines(database_url)
+        self._writer, self._reader = make_engines(
+            database_url, pool_size=pool_size, pool_timeout_s=pool_timeout_s
+        )
+        self.is_postgres = self._writer.dialect.name == "postgresql"
         self._listeners: list[Callable[[], None]] = []
+        self.listener: Listener | None = None
+        """PostgreSQL only: wakes this process when another one commits due work."""
 
     async def open(self) -> None:
         if self._migrate_on_open:
             await asyncio.to_thread(migrate.upgrade, self.database_url)
+        if self.is_postgres and self.listener is None:
+            self.listener = Listener(self.database_url, self._listeners)
+            self.listener.start()
 
     async def close(self) -> None:
+        if self.listener is not None:
+            await self.listener.stop()
+            self.listener = None
         await self._writer.dispose()
         if self._reader is not self._writer:
             await self._reader.dispose()
@@ -62,6 +74,11 @@ class SqlStore(Outbox, Polls, Queries):
     def _notify(self) -> None:
         for wake in self._listeners:
             wake()
+
+    async def _notify_others(self, conn: AsyncConnection) -> None:
+        """Wake other processes when this transaction commits (PostgreSQL's NOTIFY)."""
+        if self.is_postgres:
+            await notify(conn)
 
     @contextlib.asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:
@@ -82,9 +99,13 @@ class SqlStore(Outbox, Polls, Queries):
                 yield conn
         except (OperationalError, PoolTimeout, OSError) as exc:
             raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise StoreUnavailable("database connection lost") from exc
+            raise
 
     def _insert(self, table: sa.Table) -> Any:
-        dialect = postgresql if self._writer.dialect.name == "postgresql" else sqlite
+        dialect = postgresql if self.is_postgres else sqlite
         return dialect.insert(table)
 
     async def ping(self) -> str | None:
@@ -114,6 +135,8 @@ class SqlStore(Outbox, Polls, Queries):
                     next_poll_at=task.next_poll_at,
                 )
             )
+            if task.next_poll_at is not None:
+                await self._notify_others(conn)
         self._notify()  # the poller recomputes when its next poll is due
 
     async def task_submitted(self, task_ref: str, upstream_id: str) -> None:
@@ -208,6 +231,8 @@ class SqlStore(Outbox, Polls, Queries):
                     )
                 delivery_count += len(targets)
             await self._advance_task(conn, task, [kind for kind, _, _ in inbound.clips], now)
+            if delivery_count:
+                await self._notify_others(conn)
         if delivery_count:
             self._notify()
         return IngestResult(
@@ -215,67 +240,4 @@ class SqlStore(Outbox, Polls, Queries):
             task_ref=task["id"],
             event_ids=tuple(event_ids),
             deliveries=delivery_count,
-        )
-
-    async def _task_for(self, conn: AsyncConnection, inbound: Inbound, now: float) -> Any:
-        """The task this inbound is about; an unknown task is recorded as external."""
-        row = None
-        if inbound.task_ref is not None:
-            row = (await conn.execute(tasks.select().where(tasks.c.id == inbound.task_ref))).first()
-        if row is None and inbound.task_id is not None:
-            row = (
-                await conn.execute(tasks.select().where(tasks.c.upstream_id == inbound.task_id))
-            ).first()
-        if row is not None:
-            task = dict(row._mapping)
-            if task["upstream_id"] is None and inbound.task_id is not None:
-                # The callback arrived before the create call's answer was recorded.
-                await conn.execute(
-                    tasks.update()
-                    .where(tasks.c.id == task["id"])
-                    .values(upstream_id=inbound.task_id)
-                )
-                task["upstream_id"] = inbound.task_id
-            if task["upstream_id"] is None:
-                task["upstream_id"] = f"ref:{task['id']}"
-            return task
-        task = {
-            "id": new_id(),
-            "upstream_id": inbound.task_id,
-            "family": inbound.platform,
-            "platform": inbound.platform,
-            "state": "running",
-            "origin": "external",
-            "prompt": None,
-            "params": {},
-            "labels": {},
-            "handlers": None,
-            "created_at": now,
-            "updated_at": now,
-        }
-        await conn.execute(tasks.insert().values(**task))
-        return task
-
-    async def _advance_task(
-        self, conn: AsyncConnection, task: Mapping[str, Any], kinds: list[str], now: float
-    ) -> None:
-        kinds = [kind for kind in kinds if kind != "task.submitted"]
-        if task["state"] in FINAL_TASK_STATES or not kinds:
-            return
-        if "task.timed_out" in kinds:
-            state = "timed_out"
-        elif "song.completed" in kinds:
-            state = "succeeded"
-        elif all(kind in FINAL_KINDS for kind in kinds):
-            state = "failed"
-        else:
-            state = "streaming"
-        await conn.execute(
-            tasks.update()
-            .where(tasks.c.id == task["id"])
-            .values(
-                state=state,
-                updated_at=now,
-                next_poll_at=None if state in FINAL_TASK_STATES else tasks.c.next_poll_at,
-            )
         )

@@ -1,0 +1,102 @@
+"""Cross-process wake-ups on PostgreSQL: NOTIFY in the writing transaction, LISTEN in workers.
+
+A web process commits a callback; a worker process waiting for work should start at once, not
+at its next sweep. The writer runs `pg_notify` inside the same transaction as the inserted
+deliveries, so the notification is sent on commit and never for a rolled-back write. Each
+process keeps one dedicated autocommit connection that LISTENs and calls the store's wake-up
+callbacks (they only set an asyncio event; the dispatcher's periodic sweep still runs, so
+nothing depends on a notification arriving).
+
+A LISTEN connection that drops misses whatever is sent meanwhile: after reconnecting the
+listener calls the callbacks once (a sweep), so no wake-up is lost, only delayed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+
+import psycopg
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from receiver.logging import get_logger
+from receiver.store.engine import CONNECT_TIMEOUT_S, libpq_url
+
+__all__ = ["CHANNEL", "Listener", "notify"]
+
+CHANNEL = "aimusic_relay_deliveries"
+"""One channel per database; a wake-up meant for another schema only costs a spare sweep."""
+
+log = get_logger("aimusic_relay.notify")
+
+
+async def notify(conn: AsyncConnection) -> None:
+    """Queue a wake-up that PostgreSQL delivers when `conn`'s transaction commits."""
+    await conn.execute(sa.text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
+
+
+class Listener:
+    """Holds a LISTEN connection for the life of a store; reconnects with backoff."""
+
+    def __init__(
+        self,
+        database_url: str,
+        callbacks: Sequence[Callable[[], None]],
+        *,
+        max_backoff_s: float = 10.0,
+    ) -> None:
+        self._conninfo = libpq_url(database_url)
+        self._callbacks = callbacks
+        self._max_backoff_s = max_backoff_s
+        self._task: asyncio.Task[None] | None = None
+        self.connected = asyncio.Event()
+        """Set while LISTEN is active (tests wait on it before sending a NOTIFY)."""
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="pg-listener")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def _wake(self) -> None:
+        for callback in self._callbacks:
+            callback()
+
+    async def _run(self) -> None:
+        failures = 0
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(
+                    self._conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
+                )
+            except psycopg.Error as exc:
+                failures += 1
+                await self._backoff(failures, exc)
+                continue
+            try:
+                async with conn:
+                    await conn.execute("LISTEN aimusic_relay_deliveries")  # CHANNEL
+                    self.connected.set()
+                    if failures:
+                        log.info("listening again after a lost connection; sweeping")
+                    failures = 0
+                    self._wake()  # whatever was committed while we were not listening
+                    async for _ in conn.notifies():
+                        self._wake()
+                raise psycopg.OperationalError("the notification stream ended")
+            except psycopg.Error as exc:
+                self.connected.clear()
+                failures += 1
+                await self._backoff(failures, exc)
+
+    async def _backoff(self, failures: int, exc: Exception) -> None:
+        delay = min(self._max_backoff_s, 0.2 * 2 ** (failures - 1))
+        log.warning("LISTEN connection lost; reconnecting", error=str(exc), retry_in_s=delay)
+        await asyncio.sleep(delay)
