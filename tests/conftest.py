@@ -7,15 +7,18 @@ import os
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import structlog
 
+from handlers.base import HandlerContext
 from receiver.sandbox import SandboxOptions, create_sandbox_app
 from receiver.signing import sign_callback
+from receiver.spool import DownloadPolicy, Spool
 from tests.s3_server import moto_s3
 from tests.servers import Process, free_port, run_asgi
 
@@ -156,6 +159,39 @@ def relay(make_relay: Callable[..., Relay]) -> Relay:
 def songs(task: dict[str, Any]) -> list[dict[str, Any]]:
     """The task's song events (everything but the relay's own `task.submitted`)."""
     return [e for e in task["events"] if e["kind"] != "task.submitted"]
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    """A shared client for handler tests; it ignores proxy settings from the environment."""
+    async with httpx.AsyncClient(trust_env=False) as client:
+        yield client
+
+
+MakeContext = Callable[..., HandlerContext]
+"""`make_ctx(**fields)`: a HandlerContext; keyword arguments set results, previous_result, ..."""
+
+
+@pytest.fixture
+def make_ctx(tmp_path: Path, http: httpx.AsyncClient) -> MakeContext:
+    """A handler context for delivery d1 of event evt-1 with a real Spool (a fresh one per call,
+    as a retry or another handler of the same event would get)."""
+
+    def make(**fields: Any) -> HandlerContext:
+        spool = Spool(
+            tmp_path / "spool", "evt-1", http, DownloadPolicy(allow_private_networks=True)
+        )
+        return HandlerContext(
+            http=http,
+            spool=spool,
+            log=structlog.get_logger(),
+            public_url="https://relay.example",
+            delivery_id="d1",
+            attempt=1,
+            **fields,
+        )
+
+    return make
 
 
 def signed(

@@ -6,24 +6,21 @@ from __future__ import annotations
 
 import collections
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pydantic
 import pytest
-import structlog
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from handlers.apprise import AppriseHandler
-from handlers.base import Handler, HandlerContext, HandlerError
+from handlers.base import Handler, HandlerError
 from receiver.models import Event
-from receiver.spool import DownloadPolicy, Spool
+from tests.conftest import MakeContext
 from tests.servers import run_asgi
 
 Catcher = tuple[str, dict[str, list[dict[str, Any]]]]
@@ -54,35 +51,6 @@ def target(catcher: Catcher, code: str = "200") -> tuple[str, str]:
     """A fresh `json://` Apprise URL on the catcher and the path it records under."""
     path = f"/{code}/{uuid.uuid4().hex}"
     return f"json://{catcher[0].removeprefix('http://')}{path}", path
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    """A client that ignores proxy settings from the environment."""
-    async with httpx.AsyncClient(trust_env=False) as client:
-        yield client
-
-
-MakeContext = Callable[..., HandlerContext]
-
-
-@pytest.fixture
-def make_ctx(tmp_path: Path, http: httpx.AsyncClient) -> MakeContext:
-    """A handler context for delivery d1 of event evt-1, with optional results and task URL."""
-
-    def make(**fields: Any) -> HandlerContext:
-        spool = Spool(tmp_path / "spool", "evt-1", http, DownloadPolicy())
-        return HandlerContext(
-            http=http,
-            spool=spool,
-            log=structlog.get_logger(),
-            public_url="https://relay.example",
-            delivery_id="d1",
-            attempt=1,
-            **fields,
-        )
-
-    return make
 
 
 def make_event(kind: str = "song.completed", error: str | None = None, **clip: Any) -> Event:

@@ -9,24 +9,22 @@ import io
 import json
 import unicodedata
 import wave
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pydantic
 import pytest
-import structlog
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from handlers.base import Handler, HandlerContext, HandlerError
+from handlers.base import Handler, HandlerError
 from handlers.disk import DiskHandler, safe_name
 from receiver.models import Event
-from receiver.spool import DownloadPolicy, Spool
+from tests.conftest import MakeContext
 from tests.servers import run_asgi
 
 
@@ -69,36 +67,6 @@ def media() -> Iterator[tuple[str, collections.Counter[str]]]:
     )
     with run_asgi(app) as url:
         yield url, hits
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    """A client that ignores proxy settings from the environment."""
-    async with httpx.AsyncClient(trust_env=False) as client:
-        yield client
-
-
-MakeContext = Callable[[], HandlerContext]
-
-
-@pytest.fixture
-def make_ctx(tmp_path: Path, http: httpx.AsyncClient) -> MakeContext:
-    """A handler context with a fresh Spool for event evt-1 (as a retry or replay would get)."""
-
-    def make() -> HandlerContext:
-        spool = Spool(
-            tmp_path / "spool", "evt-1", http, DownloadPolicy(allow_private_networks=True)
-        )
-        return HandlerContext(
-            http=http,
-            spool=spool,
-            log=structlog.get_logger(),
-            public_url="http://127.0.0.1",
-            delivery_id="d1",
-            attempt=1,
-        )
-
-    return make
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import asyncio
 import base64
 import email.utils
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -67,13 +67,6 @@ def receiver() -> Iterator[tuple[str, Received]]:
     app = Starlette(routes=[Route("/hook/{answer}", hook, methods=["POST"])])
     with run_asgi(app) as url:
         yield url, received
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    """A client that ignores proxy settings from the environment."""
-    async with httpx.AsyncClient(trust_env=False) as client:
-        yield client
 
 
 @pytest.fixture

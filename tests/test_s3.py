@@ -11,7 +11,7 @@ import random
 import secrets
 import unicodedata
 import wave
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,16 +21,15 @@ import boto3
 import httpx
 import pydantic
 import pytest
-import structlog
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from handlers.base import Handler, HandlerContext, HandlerError
+from handlers.base import Handler, HandlerError
 from handlers.s3 import S3Handler, key_segment
 from receiver.models import Event
-from receiver.spool import DownloadPolicy, Spool
+from tests.conftest import MakeContext
 from tests.s3_server import FAKE_CREDENTIALS
 from tests.servers import free_port, run_asgi
 
@@ -51,7 +50,6 @@ SMALL_WAV = make_wav(4000)
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 TITLE = "Nuit étoilée — 夜のドライブ 100%"
 Media = tuple[str, collections.Counter[str]]
-MakeContext = Callable[[], HandlerContext]
 
 
 def sha(data: bytes) -> str:
@@ -115,33 +113,6 @@ def bucket(s3: Any) -> str:
     name = f"songs-{secrets.token_hex(4)}"
     s3.create_bucket(Bucket=name)
     return name
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    """A client that ignores proxy settings from the environment."""
-    async with httpx.AsyncClient(trust_env=False) as client:
-        yield client
-
-
-@pytest.fixture
-def make_ctx(tmp_path: Path, http: httpx.AsyncClient) -> MakeContext:
-    """A handler context with a fresh Spool for event evt-1 (as another delivery would get)."""
-
-    def make() -> HandlerContext:
-        spool = Spool(
-            tmp_path / "spool", "evt-1", http, DownloadPolicy(allow_private_networks=True)
-        )
-        return HandlerContext(
-            http=http,
-            spool=spool,
-            log=structlog.get_logger(),
-            public_url="http://127.0.0.1",
-            delivery_id="d1",
-            attempt=1,
-        )
-
-    return make
 
 
 @pytest.fixture

@@ -5,20 +5,17 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pydantic
 import pytest
-import structlog
 
-from handlers.base import Handler, HandlerContext, HandlerError
+from handlers.base import Handler, HandlerError
 from handlers.slack import SlackHandler, escape
 from receiver.models import Event
-from receiver.spool import DownloadPolicy, Spool
+from tests.conftest import MakeContext
 from tests.servers import free_port, run_asgi
 from tests.slack_catcher import WEBHOOK_PATH, SlackCatcher
 
@@ -48,35 +45,6 @@ def catcher(server: tuple[SlackCatcher, str]) -> SlackCatcher:
 def url(server: tuple[SlackCatcher, str]) -> str:
     """The catcher's base URL."""
     return server[1]
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    """The shared client a context carries (slack-sdk does not use it)."""
-    async with httpx.AsyncClient(trust_env=False) as client:
-        yield client
-
-
-MakeContext = Callable[..., HandlerContext]
-
-
-@pytest.fixture
-def make_ctx(tmp_path: Path, http: httpx.AsyncClient) -> MakeContext:
-    """A handler context; keyword arguments set results, previous_result, task_results..."""
-
-    def make(**fields: Any) -> HandlerContext:
-        spool = Spool(tmp_path / "spool", "evt-1", http, DownloadPolicy())
-        return HandlerContext(
-            http=http,
-            spool=spool,
-            log=structlog.get_logger(),
-            public_url="https://relay.example",
-            delivery_id="d1",
-            attempt=1,
-            **fields,
-        )
-
-    return make
 
 
 def make_event(kind: str = "song.completed", error: str | None = None, **clip: Any) -> Event:

@@ -173,13 +173,6 @@ def tag() -> str:
     return f"t={uuid.uuid4().hex}"
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    """A client that ignores proxy settings from the environment."""
-    async with httpx.AsyncClient(trust_env=False) as client:
-        yield client
-
-
 MakeSpool = Callable[..., Spool]
 
 
