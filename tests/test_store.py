@@ -94,10 +94,12 @@ async def test_callback_before_create_answer_fills_upstream_id(store: SqlStore) 
 async def test_expired_lease_is_reclaimed_and_old_owner_cannot_finish(store: SqlStore) -> None:
     """A crashed worker's claim is taken over after the lease; its late result is ignored."""
     await store.record_inbound(_inbound("w1"), _route)
-    first = await store.claim("worker-1", 10, lease_s=0.05)
+    # 1.5 s: long enough that the lease cannot lapse before the next statement, even on a
+    # loaded CI machine; short enough to wait out.
+    first = await store.claim("worker-1", 10, lease_s=1.5)
     assert len(first) == 2
     assert await store.claim("worker-2", 10, lease_s=30) == []
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(1.6)
     second = await store.claim("worker-2", 10, lease_s=30)
     assert sorted(c.delivery_id for c in second) == sorted(c.delivery_id for c in first)
     assert all(c.attempt == 2 for c in second)
@@ -116,11 +118,11 @@ async def test_retry_waits_until_due(store: SqlStore) -> None:
         _inbound("w1", clips=[("song.completed", "c", {})]), lambda *a: [("a", 0)]
     )
     [claim] = await store.claim("w", 10, 30)
-    await store.fail(claim, "w", "boom", "destination", time.time() + 0.2)
+    await store.fail(claim, "w", "boom", "destination", time.time() + 1.0)
     assert await store.claim("w", 10, 30) == []
     due = await store.next_due_at()
     assert due is not None and due > time.time()
-    await asyncio.sleep(0.25)
+    await asyncio.sleep(1.1)
     [again] = await store.claim("w", 10, 30)
     assert again.attempt == 2
 
