@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import sqlalchemy as sa
@@ -30,6 +30,20 @@ from receiver.store.queries import Queries
 from receiver.store.schema import deliveries, events, inbox, tasks
 
 __all__ = ["SqlStore"]
+
+
+@contextlib.contextmanager
+def _unavailable_as_store_error() -> Iterator[None]:
+    """A database that cannot be reached (or dropped the connection) is `StoreUnavailable`,
+    which callers turn into 503 or a back-off; any other database error stays what it is."""
+    try:
+        yield
+    except (OperationalError, PoolTimeout, OSError) as exc:
+        raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+    except DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise StoreUnavailable("database connection lost") from exc
+        raise
 
 
 class SqlStore(TaskRows, Outbox, Polls, Queries):
@@ -82,27 +96,15 @@ class SqlStore(TaskRows, Outbox, Polls, Queries):
 
     @contextlib.asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:
-        try:
+        with _unavailable_as_store_error():
             async with self._writer.begin() as conn:
                 yield conn
-        except (OperationalError, PoolTimeout, OSError) as exc:
-            raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from exc
-        except DBAPIError as exc:
-            if exc.connection_invalidated:
-                raise StoreUnavailable("database connection lost") from exc
-            raise
 
     @contextlib.asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
-        try:
+        with _unavailable_as_store_error():
             async with self._reader.connect() as conn:
                 yield conn
-        except (OperationalError, PoolTimeout, OSError) as exc:
-            raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from exc
-        except DBAPIError as exc:
-            if exc.connection_invalidated:
-                raise StoreUnavailable("database connection lost") from exc
-            raise
 
     def _insert(self, table: sa.Table) -> Any:
         dialect = postgresql if self.is_postgres else sqlite
