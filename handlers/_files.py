@@ -8,10 +8,17 @@ from datetime import UTC
 from pathlib import PurePosixPath
 from urllib.parse import urlsplit
 
-from handlers.base import SpooledFile
+from handlers.base import HandlerContext, HandlerError, SpooledFile
 from receiver.models import Event
 
-__all__ = ["EXTENSIONS", "TYPES", "check_template", "extension_of", "template_values"]
+__all__ = [
+    "EXTENSIONS",
+    "TYPES",
+    "check_template",
+    "extension_of",
+    "fetch_cover",
+    "template_values",
+]
 
 TYPES = {  # extension -> content type, for names and for files served without a useful type
     "mp3": "audio/mpeg", "wav": "audio/wav", "m4a": "audio/mp4", "aac": "audio/aac",
@@ -32,6 +39,26 @@ def extension_of(spooled: SpooledFile, *, default: str) -> str:
         return known
     suffix = PurePosixPath(urlsplit(spooled.url).path).suffix.lower().lstrip(".")
     return suffix if suffix.isalnum() and suffix.isascii() and len(suffix) <= 8 else default
+
+
+async def fetch_cover(
+    event: Event, ctx: HandlerContext, audio_ext: str, handler: str
+) -> tuple[SpooledFile, str] | None:
+    """The event's cover and the extension to file it under, or None when there is no cover or
+    its source refuses it for good (the song matters more than its cover); a retryable failure
+    propagates so the delivery is tried again. The extension never equals the audio's, so an
+    odd source cannot make the cover overwrite the song."""
+    if not event.image_url:
+        return None
+    try:
+        image = await ctx.spool.fetch(event.image_url)
+    except HandlerError as exc:
+        if exc.retryable:
+            raise
+        ctx.log.warning("cover skipped", handler=handler, reason=exc.message)
+        return None
+    ext = extension_of(image, default="jpg")
+    return image, f"cover.{ext}" if ext == audio_ext else ext
 
 
 def template_values(event: Event) -> dict[str, str]:

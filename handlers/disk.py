@@ -21,7 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from handlers._files import check_template, extension_of, template_values
+from handlers._files import check_template, extension_of, fetch_cover, template_values
 from handlers.base import HandlerContext, HandlerError
 from receiver.models import Event
 
@@ -107,19 +107,11 @@ class DiskHandler:
         await asyncio.to_thread(_place, audio.path, target)
 
         cover: Path | None = None
-        if self.config.cover and event.image_url:
-            try:
-                image = await ctx.spool.fetch(event.image_url)
-            except HandlerError as exc:
-                if exc.retryable:
-                    raise
-                ctx.log.warning("cover skipped", handler=self.name, reason=exc.message)
-            else:
-                cover_ext = extension_of(image, default="jpg")
-                if cover_ext == ext:  # an odd source; never let the cover replace the song
-                    cover_ext = f"cover.{cover_ext}"
-                cover = target.with_name(f"{stem}.{cover_ext}")
-                await asyncio.to_thread(_place, image.path, cover)
+        found = await fetch_cover(event, ctx, ext, self.name) if self.config.cover else None
+        if found is not None:
+            image, cover_ext = found
+            cover = target.with_name(f"{stem}.{cover_ext}")
+            await asyncio.to_thread(_place, image.path, cover)
 
         lyrics = event.clip.get("lyrics")
         if self.config.lyrics and isinstance(lyrics, str) and lyrics.strip():

@@ -24,7 +24,7 @@ from boto3.s3.transfer import TransferConfig  # type: ignore[import-untyped]
 from botocore.config import Config as BotoConfig  # type: ignore[import-untyped]
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from handlers._files import TYPES, check_template, extension_of, template_values
+from handlers._files import TYPES, check_template, extension_of, fetch_cover, template_values
 from handlers.base import HandlerContext, HandlerError, SpooledFile
 from receiver.models import Event
 
@@ -159,19 +159,10 @@ class S3Handler:
         ext = extension_of(audio, default="mp3")
         key = self._key(event, ext)
         cover: tuple[SpooledFile, str] | None = None
-        if self.config.cover and event.image_url:
-            try:
-                image = await ctx.spool.fetch(event.image_url)
-            except HandlerError as exc:
-                if exc.retryable:
-                    raise
-                ctx.log.warning("cover skipped", handler=self.name, reason=exc.message)
-            else:
-                cover_ext = extension_of(image, default="jpg")
-                cover = (
-                    image,
-                    self._key(event, f"cover.{cover_ext}" if cover_ext == ext else cover_ext),
-                )
+        found = await fetch_cover(event, ctx, ext, self.name) if self.config.cover else None
+        if found is not None:
+            image, cover_ext = found
+            cover = (image, self._key(event, cover_ext))
         try:
             return await asyncio.to_thread(self._store, event, audio, key, cover)
         except (boto_errors.BotoCoreError, Boto3Error, boto_errors.ClientError) as exc:
