@@ -5,17 +5,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from receiver.errors import UpstreamError, UpstreamRejected
 from receiver.models import LyricsAnswer, LyricsResult, LyricsTaskAnswer
-from receiver.sandbox import SandboxOptions, create_sandbox_app
 from receiver.upstream import UpstreamClient
-from tests.servers import run_asgi
+from tests.keyed_sandbox import keyed_fixtures
 
 KEY = "lyrics-test-key"
 FAST: dict[str, Any] = {"delay_s": 0.3, "callback_retry_delays": (0.1,)}
@@ -28,28 +26,7 @@ SONIC = {
 }
 
 
-@pytest.fixture(scope="module")
-def sandbox_url() -> Iterator[str]:
-    with run_asgi(create_sandbox_app(SandboxOptions(api_key=KEY, **FAST))) as url:
-        yield url
-
-
-@pytest.fixture
-def make_sandbox() -> Iterator[Callable[..., str]]:
-    """Start a sandbox (accepting KEY) with options of the test's choosing."""
-    with contextlib.ExitStack() as stack:
-
-        def make(**options: Any) -> str:
-            app = create_sandbox_app(SandboxOptions(api_key=KEY, **{**FAST, **options}))
-            return stack.enter_context(run_asgi(app))
-
-        yield make
-
-
-@pytest.fixture
-async def client(sandbox_url: str) -> AsyncIterator[UpstreamClient]:
-    async with UpstreamClient(sandbox_url, KEY, retry_delays=(0.01,)) as upstream:
-        yield upstream
+sandbox_url, make_sandbox, client = keyed_fixtures(KEY, FAST, retry_delays=(0.01,))
 
 
 async def test_producer_lyrics_task_round_trip(client: UpstreamClient) -> None:

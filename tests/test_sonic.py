@@ -5,9 +5,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -15,9 +14,9 @@ import pytest
 
 from receiver.errors import InsufficientCredits, TaskNotFound, UpstreamRejected
 from receiver.models import CallbackBody, CreateAnswer, TaskAnswer, normalise
-from receiver.sandbox import SandboxOptions, create_sandbox_app
 from receiver.upstream import UpstreamClient
 from tests.catcher import SECRET, Catcher, Hooks, wait_for
+from tests.keyed_sandbox import keyed_fixtures
 from tests.servers import run_asgi
 
 KEY = "sonic-test-key"
@@ -46,28 +45,7 @@ def hooks() -> Iterator[Hooks]:
         yield Hooks(catcher, url)
 
 
-@pytest.fixture(scope="module")
-def sandbox_url() -> Iterator[str]:
-    with run_asgi(create_sandbox_app(SandboxOptions(api_key=KEY, **FAST))) as url:
-        yield url
-
-
-@pytest.fixture
-def make_sandbox() -> Iterator[Callable[..., str]]:
-    """Start a sandbox (accepting KEY) with options of the test's choosing."""
-    with contextlib.ExitStack() as stack:
-
-        def make(**options: Any) -> str:
-            app = create_sandbox_app(SandboxOptions(api_key=KEY, **{**FAST, **options}))
-            return stack.enter_context(run_asgi(app))
-
-        yield make
-
-
-@pytest.fixture
-async def client(sandbox_url: str) -> AsyncIterator[UpstreamClient]:
-    async with UpstreamClient(sandbox_url, KEY, retry_delays=(0.01,)) as upstream:
-        yield upstream
+sandbox_url, make_sandbox, client = keyed_fixtures(KEY, FAST, retry_delays=(0.01,))
 
 
 async def finished(client: UpstreamClient, task_id: str) -> TaskAnswer:

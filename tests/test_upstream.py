@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import email.utils
 import time
@@ -32,8 +31,8 @@ from receiver.errors import (
     UpstreamUnavailable,
 )
 from receiver.models import CreateAnswer, Credits, TaskAnswer
-from receiver.sandbox import SandboxOptions, create_sandbox_app
 from receiver.upstream import UpstreamClient
+from tests.keyed_sandbox import keyed_fixtures
 from tests.servers import free_port, run_asgi
 
 KEY = "sk-live-very-secret-0123456789"
@@ -93,28 +92,7 @@ def scripted(scripted_server: tuple[Scripted, str]) -> Scripted:
     return scripted_server[0]
 
 
-@pytest.fixture(scope="module")
-def sandbox_url() -> Iterator[str]:
-    with run_asgi(create_sandbox_app(SandboxOptions(api_key=KEY, **FAST))) as url:
-        yield url
-
-
-@pytest.fixture
-def make_sandbox() -> Iterator[Callable[..., str]]:
-    """Start a sandbox (accepting KEY) with options of the test's choosing."""
-    with contextlib.ExitStack() as stack:
-
-        def make(**options: Any) -> str:
-            app = create_sandbox_app(SandboxOptions(api_key=KEY, **{**FAST, **options}))
-            return stack.enter_context(run_asgi(app))
-
-        yield make
-
-
-@pytest.fixture
-async def client(sandbox_url: str) -> AsyncIterator[UpstreamClient]:
-    async with UpstreamClient(sandbox_url, KEY, retry_delays=(0.01, 0.01)) as upstream:
-        yield upstream
+sandbox_url, make_sandbox, client = keyed_fixtures(KEY, FAST, retry_delays=(0.01, 0.01))
 
 
 @pytest.fixture
