@@ -1,0 +1,145 @@
+"""Reading the dashboard's forms: the submit form, replay targets, times; and error wording.
+
+A form error is a readable sentence shown above the form, never a 500: the operator typed it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.datastructures import FormData
+
+from receiver.errors import (
+    InsufficientCredits,
+    RateLimited,
+    TaskGone,
+    Unauthorized,
+    UpstreamError,
+    UpstreamForbidden,
+    UpstreamRejected,
+)
+from receiver.submit import SubmitRequest
+
+__all__ = [
+    "FormError",
+    "SubmitForm",
+    "parse_labels",
+    "parse_since",
+    "read_submit_form",
+    "safe_back",
+    "submit_request",
+    "upstream_message",
+]
+
+FAMILIES = ("producer", "sonic")
+"""What the form offers; nuro is retired upstream."""
+
+
+class FormError(ValueError):
+    """A field the operator filled in wrongly; the message says which and how to fix it."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SubmitForm:
+    """The submit form's fields as typed, to show them again after an error."""
+
+    prompt: str = ""
+    title: str = ""
+    lyrics: str = ""
+    instrumental: bool = False
+    family: str = "producer"
+    labels: str = ""
+
+
+def read_submit_form(form: FormData) -> SubmitForm:
+    return SubmitForm(
+        prompt=_field(form, "prompt").strip(),
+        title=_field(form, "title").strip(),
+        lyrics=_field(form, "lyrics").strip(),
+        instrumental=_field(form, "instrumental") in ("on", "true", "1"),
+        family=_field(form, "family") or "producer",
+        labels=_field(form, "labels").strip(),
+    )
+
+
+def submit_request(fields: SubmitForm) -> SubmitRequest:
+    """The same request `POST /api/tasks` and `aimusic-relay submit` build."""
+    if not fields.prompt:
+        raise FormError("Prompt: describe the song, e.g. “warm synthwave with a slow build”.")
+    if fields.family not in FAMILIES:
+        raise FormError(f"Family: choose {' or '.join(FAMILIES)}.")
+    if len(fields.title) > 80:
+        raise FormError("Title: at most 80 characters.")
+    params: dict[str, Any] = {"sound": fields.prompt}
+    if fields.title:
+        params["title"] = fields.title
+    if fields.lyrics:
+        params["lyrics"] = fields.lyrics
+    if fields.instrumental:
+        params["make_instrumental"] = True
+    labels = parse_labels(fields.labels)
+    return SubmitRequest.model_validate(
+        {"family": fields.family, "params": params, "labels": labels}
+    )
+
+
+def parse_labels(text: str) -> dict[str, str]:
+    """`team=ads, mood=calm` (commas or new lines) → a dict."""
+    labels: dict[str, str] = {}
+    for item in text.replace("\n", ",").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise FormError(f"Labels: write “{item}” as key=value, e.g. team=ads.")
+        labels[key.strip()] = value.strip()
+    return labels
+
+
+def parse_since(text: str) -> float:
+    """A `datetime-local` value (read as UTC) → unix seconds; empty → 0 (every dead letter)."""
+    text = text.strip()
+    if not text:
+        return 0.0
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise FormError("Since: give a date and time such as 2026-01-31T14:00 (UTC).") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def safe_back(value: Any, default: str = "/admin") -> str:
+    """A redirect target from a form: only a path inside the dashboard (no open redirect)."""
+    if not isinstance(value, str) or not value.startswith("/admin"):
+        return default
+    if "//" in value or "\\" in value or any(ord(c) < 32 for c in value):
+        return default
+    return value
+
+
+_UPSTREAM_WORDING: list[tuple[type[UpstreamError], int, str]] = [
+    (InsufficientCredits, 402, "The AI Music API account is out of credits"),
+    (RateLimited, 429, "The AI Music API is rate-limiting us; try again in a minute"),
+    (UpstreamRejected, 400, "The AI Music API rejected the request"),
+    (UpstreamForbidden, 403, "The AI Music API refused the request"),
+    (TaskGone, 410, "That task type is retired upstream"),
+    (Unauthorized, 502, "The AI Music API refused our API key: check AIMUSIC_API_KEY"),
+]
+
+
+def upstream_message(exc: UpstreamError) -> tuple[int, str]:
+    """HTTP status (as `/api/tasks` maps it) and a sentence for the operator."""
+    for kind, status, wording in _UPSTREAM_WORDING:
+        if isinstance(exc, kind):
+            return status, f"{wording}: {exc.message}"
+    return 502, f"The AI Music API could not be reached or failed: {exc.message}"
+
+
+def _field(form: FormData, name: str) -> str:
+    value = form.get(name)
+    return value if isinstance(value, str) else ""

@@ -1,0 +1,202 @@
+"""What the dashboard pages show, built from store rows: songs, a task's timeline, payloads.
+
+Pure functions over dicts, so the routes stay thin and the shapes are easy to test; every
+string that could hold a secret is redacted here already (the template's finalize hook is
+the second net).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from receiver.dashboard.redact import Redactor
+from receiver.models import TASK_LEVEL_CLIP
+
+__all__ = [
+    "Song",
+    "TimelineEntry",
+    "latest_songs",
+    "payloads",
+    "song",
+    "task_songs",
+    "timeline",
+]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Song:
+    """One clip as the pages show it: cover, title, player."""
+
+    event_id: str
+    kind: str
+    title: str
+    audio_url: str | None
+    image_url: str | None
+    duration: float | None
+    tags: str | None
+    error: str | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    """One line of a task's history; `state` picks the badge colour."""
+
+    at: float
+    what: str
+    state: str
+    detail: str = ""
+    note: str = ""
+
+
+_SHOWN_KINDS = ("song.completed", "song.streaming", "song.failed", "task.timed_out")
+
+
+def song(event: Mapping[str, Any], redactor: Redactor) -> Song:
+    """An events row as a `Song`; URLs must be http(s) to be used as a source at all."""
+    clip: Mapping[str, Any] = event.get("clip") or {}
+    duration = clip.get("duration")
+    return Song(
+        event_id=str(event["id"]),
+        kind=str(event["kind"]),
+        title=str(clip.get("title") or "Untitled"),
+        audio_url=_media_url(clip.get("audio_url") or clip.get("wav_url"), redactor),
+        image_url=_media_url(clip.get("image_url"), redactor),
+        duration=float(duration) if isinstance(duration, int | float) else None,
+        tags=str(clip.get("tags") or clip.get("sound") or "") or None,
+        error=redactor.text(str(_error_of(event, clip))) or None,
+    )
+
+
+def _error_of(event: Mapping[str, Any], clip: Mapping[str, Any]) -> str:
+    return str(event.get("error") or clip.get("error_message") or clip.get("error") or "")
+
+
+def _media_url(value: Any, redactor: Redactor) -> str | None:
+    if not isinstance(value, str) or not value.startswith(("https://", "http://")):
+        return None
+    return redactor.text(value)
+
+
+def latest_songs(events: Iterable[Mapping[str, Any]], redactor: Redactor) -> dict[str, list[Song]]:
+    """Task → its songs, one per clip (the clip's latest state wins). Keyed by the relay's
+    task id (`task_ref`), or the provider's for a task the relay never stored."""
+    per_clip: dict[tuple[str, str], Mapping[str, Any]] = {}
+    for event in events:
+        if event["kind"] in _SHOWN_KINDS:
+            task = str(event.get("task_ref") or event["task_id"])
+            per_clip[(task, str(event["clip_id"]))] = event
+    found: dict[str, list[Song]] = {}
+    for (task, _), event in per_clip.items():
+        found.setdefault(task, []).append(song(event, redactor))
+    return found
+
+
+def task_songs(events: Iterable[Mapping[str, Any]], redactor: Redactor) -> list[Song]:
+    """One task's songs (its `task_detail()` events), one per clip."""
+    return [found for songs in latest_songs(events, redactor).values() for found in songs]
+
+
+def timeline(task: Mapping[str, Any], redactor: Redactor) -> list[TimelineEntry]:
+    """Everything that happened to a task, in time order (`task_detail()` rows)."""
+    text = redactor.text
+    entries = [
+        TimelineEntry(
+            at=task["created_at"],
+            what=f"Submitted to {task['family']}",
+            state="submitted",
+            detail=text(str(task.get("prompt") or "")),
+            note=f"upstream id {task['upstream_id']}" if task.get("upstream_id") else "",
+        )
+    ]
+    for row in task.get("inbox", []):
+        if row.get("source") == "relay":
+            continue
+        label = "Callback received" if row["source"] == "callback" else "Poll answer"
+        entries.append(
+            TimelineEntry(
+                at=row["received_at"],
+                what=label,
+                state=str(row["source"]),
+                detail=text(str(row.get("event_header") or "")),
+                note=text(f"webhook id {row['webhook_id']}") if row.get("webhook_id") else "",
+            )
+        )
+    for event in task.get("events", []):
+        clip = event.get("clip") or {}
+        entries.append(
+            TimelineEntry(
+                at=event["received_at"],
+                what=f"Event {event['kind']}",
+                state=str(event["kind"]),
+                detail=text(str(clip.get("title") or event.get("error") or "")),
+                note=_clip_note(event),
+            )
+        )
+        for delivery in event.get("deliveries", []):
+            entries.extend(_delivery_entries(delivery, redactor))
+    if task.get("error"):
+        entries.append(
+            TimelineEntry(
+                at=task["updated_at"],
+                what=f"Task {task['state']}",
+                state=str(task["state"]),
+                detail=text(str(task["error"])),
+            )
+        )
+    return sorted(entries, key=lambda e: e.at)
+
+
+def _clip_note(event: Mapping[str, Any]) -> str:
+    if event["clip_id"] == TASK_LEVEL_CLIP:
+        return f"whole task · via {event['source']}"
+    return f"clip {event['clip_id']} · via {event['source']}"
+
+
+def _delivery_entries(delivery: Mapping[str, Any], redactor: Redactor) -> list[TimelineEntry]:
+    handler = delivery["handler"]
+    entries = [
+        TimelineEntry(
+            at=delivery["created_at"],
+            what=f"Delivery to {handler} queued",
+            state="queued",
+            note=f"now {delivery['state']} after {delivery['attempts']} attempt(s)",
+        )
+    ]
+    previous = 0
+    for attempt in delivery.get("attempt_log", []):
+        blame = f"blame: {attempt['blame']}" if attempt.get("blame") else ""
+        # A replay restarts the count at 1: say so, or the log reads as a duplicate.
+        replay = "Replay, attempt" if attempt["number"] <= previous else "Attempt"
+        previous = attempt["number"]
+        entries.append(
+            TimelineEntry(
+                at=attempt["started_at"],
+                what=f"{replay} {attempt['number']} → {handler}",
+                state=str(attempt["outcome"]),
+                detail=redactor.text(str(attempt.get("error") or "")),
+                note=blame,
+            )
+        )
+    return entries
+
+
+def payloads(
+    task: Mapping[str, Any], bodies: Iterable[Mapping[str, Any]], redactor: Redactor
+) -> list[tuple[str, str]]:
+    """(caption, pretty redacted JSON): the task as submitted, then each inbound body."""
+    shown = [
+        (
+            "Task parameters (as sent upstream)",
+            redactor.pretty({"params": task.get("params"), "labels": task.get("labels")}),
+        )
+    ]
+    for row in bodies:
+        if row.get("source") == "relay" or not row.get("body"):
+            continue
+        caption = f"{str(row['source']).capitalize()} body"
+        if row.get("event_header"):
+            caption += f" · {row['event_header']}"
+        shown.append((caption, redactor.pretty(bytes(row["body"]))))
+    return shown

@@ -1,0 +1,230 @@
+"""`/admin`: the operator dashboard (server-rendered HTML, no JavaScript).
+
+Each endpoint is wrapped by `receiver.dashboard.guard.page` (enabled? signed in? CSRF?).
+Without `RELAY_ADMIN_TOKEN` every page answers **404** with a page saying how to enable it: the
+dashboard does not exist then (the `/api` twin answers 401 `admin_disabled`).
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from starlette.datastructures import FormData
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from receiver.config import Settings
+from receiver.dashboard import forms, views
+from receiver.dashboard.guard import csrf_refused, message, page, read_form
+from receiver.dashboard.pages import STATIC, redactor_for, render
+from receiver.dashboard.session import (
+    AdminMiddleware,
+    admin_token,
+    csrf_ok,
+    flash,
+    is_logged_in,
+    log_in,
+)
+from receiver.errors import UpstreamError
+from receiver.routes._http import BodyTooLarge
+from receiver.services import Services
+from receiver.submit import SubmitRefused, submit
+
+__all__ = ["middleware", "routes"]
+
+PAGE_SIZE = 25
+DELIVERY_STATES = ("pending", "running", "succeeded", "dead")
+
+
+def middleware(settings: Settings) -> Middleware:
+    """Sessions and security headers, applied to `/admin*` only."""
+    return Middleware(AdminMiddleware, settings=settings)
+
+
+async def login(request: Request) -> Response:
+    """The login form. Its CSRF token is a *pre-session* one: the GET stores a random token
+    in the (signed) session cookie and in the form, and the POST must echo it. SameSite alone
+    would not protect this POST, since there is no session cookie yet for the browser to
+    withhold; a cross-site page cannot read the token, so it cannot log a browser in."""
+    services: Services = request.app.state.services
+    token = admin_token(services.settings)
+    if token is None:
+        return render(request, "disabled.html", 404)
+    next_page = forms.safe_back(request.query_params.get("next"))
+    if request.method == "GET":
+        if is_logged_in(request, token):
+            return RedirectResponse(next_page, status_code=303)
+        return render(request, "login.html", next=next_page, error=None)
+    try:
+        form = await read_form(request)
+    except BodyTooLarge:
+        return message(request, 413, "Form too large", "Forms are limited to 64 KiB.")
+    if not csrf_ok(request, form.get("csrf")):
+        return csrf_refused(request)
+    presented = str(form.get("token", "")).strip()
+    next_page = forms.safe_back(form.get("next"))
+    if not hmac.compare_digest(presented.encode(), token.encode()):
+        return render(
+            request, "login.html", 401, next=next_page, error="That is not the admin token."
+        )
+    log_in(request, token)
+    return RedirectResponse(next_page, status_code=303)
+
+
+async def logout(request: Request, services: Services, form: FormData) -> Response:
+    request.session.clear()
+    flash(request, "ok", "Signed out.")
+    return RedirectResponse("/admin/login", status_code=303)
+
+
+async def tasks_page(request: Request, services: Services, form: FormData) -> Response:
+    offset = _int(request.query_params.get("offset"), 0)
+    found = await services.store.list_tasks(PAGE_SIZE + 1, offset)
+    shown = found[:PAGE_SIZE]
+    redactor = redactor_for(services)
+    events = await services.store.events_for(task_refs=[t["id"] for t in shown])
+    dead = await services.store.list_deliveries("dead", 500)
+    return render(
+        request,
+        "tasks.html",
+        redactor=redactor,
+        dead_count=len(dead),
+        tasks=shown,
+        songs=views.latest_songs(events, redactor),
+        offset=offset,
+        page_size=PAGE_SIZE,
+        has_next=len(found) > PAGE_SIZE,
+    )
+
+
+async def task_page(request: Request, services: Services, form: FormData) -> Response:
+    task = await services.store.task_detail(request.path_params["task_id"])
+    if task is None:
+        return message(request, 404, "No such task", "No task has that id.")
+    redactor = redactor_for(services, *services.tokens.task_secrets(task["id"]))
+    bodies = await services.store.inbox_bodies(task["upstream_id"]) if task["upstream_id"] else []
+    return render(
+        request,
+        "task.html",
+        redactor=redactor,
+        task=task,
+        labels=redactor.value(task.get("labels") or {}),
+        songs=views.task_songs(task["events"], redactor),
+        timeline=views.timeline(task, redactor),
+        payloads=views.payloads(task, bodies, redactor),
+    )
+
+
+async def deliveries_page(request: Request, services: Services, form: FormData) -> Response:
+    state = request.query_params.get("state") or None
+    state = state if state in DELIVERY_STATES else None
+    handler = request.query_params.get("handler") or None
+    offset = _int(request.query_params.get("offset"), 0)
+    store = services.store
+    dead = await store.list_deliveries("dead", 500, 0, handler) if state in (None, "dead") else []
+    found = await store.list_deliveries(state, PAGE_SIZE + 1, offset, handler)
+    others = [d for d in found[:PAGE_SIZE] if d["state"] != "dead"]
+    rows = [*dead, *others] if state is None else found[:PAGE_SIZE]
+    events = await store.events_for(ids=list({d["event_id"] for d in rows}))
+    return render(
+        request,
+        "deliveries.html",
+        rows=rows,
+        dead_count=len(dead),
+        events={e["id"]: e for e in events},
+        state=state or "",
+        handler=handler or "",
+        handlers=[h.name for h in services.handlers],
+        states=DELIVERY_STATES,
+        offset=offset,
+        page_size=PAGE_SIZE,
+        has_next=len(found) > PAGE_SIZE,
+    )
+
+
+async def replay_delivery(request: Request, services: Services, form: FormData) -> Response:
+    delivery_id = request.path_params["delivery_id"]
+    if await services.store.replay(delivery_id=delivery_id):
+        flash(request, "ok", "Delivery queued again; it runs in a moment.")
+    elif await services.store.get_delivery(delivery_id) is None:
+        flash(request, "bad", "No delivery with that id.")
+    else:
+        flash(request, "warn", "That delivery is pending or running; nothing to replay.")
+    return _back(form, "/admin/deliveries")
+
+
+async def replay_event(request: Request, services: Services, form: FormData) -> Response:
+    count = await services.store.replay(event_id=request.path_params["event_id"])
+    if count:
+        flash(request, "ok", f"{count} deliver{'y' if count == 1 else 'ies'} queued again.")
+    else:
+        flash(request, "warn", "No finished delivery of that event to replay.")
+    return _back(form, "/admin/deliveries")
+
+
+async def replay_dead(request: Request, services: Services, form: FormData) -> Response:
+    handler = str(form.get("handler") or "") or None
+    try:
+        since = forms.parse_since(str(form.get("since") or ""))
+    except forms.FormError as exc:
+        flash(request, "bad", str(exc))
+        return _back(form, "/admin/deliveries")
+    count = await services.store.replay(handler=handler, dead_since=since)
+    scope = f" of {handler}" if handler else ""
+    flash(request, "ok" if count else "warn", f"{count} dead letter(s){scope} queued again.")
+    return _back(form, "/admin/deliveries")
+
+
+async def submit_page(request: Request, services: Services, form: FormData) -> Response:
+    if request.method == "GET":
+        return _submit_form(request, forms.SubmitForm(), None)
+    fields = forms.read_submit_form(form)
+    try:
+        task = await submit(services, forms.submit_request(fields))
+    except (forms.FormError, SubmitRefused) as exc:
+        return _submit_form(request, fields, str(exc), 400)
+    except UpstreamError as exc:
+        status, text = forms.upstream_message(exc)
+        return _submit_form(request, fields, text, status)
+    flash(request, "ok", f"Submitted; the task is {task['state']}.")
+    return RedirectResponse(f"/admin/tasks/{task['id']}", status_code=303)
+
+
+def _submit_form(
+    request: Request, fields: forms.SubmitForm, error: str | None, status: int = 200
+) -> Response:
+    return render(
+        request, "submit.html", status, fields=fields, error=error, families=forms.FAMILIES
+    )
+
+
+async def stylesheet(request: Request) -> Response:
+    return FileResponse(STATIC, media_type="text/css", headers={"Cache-Control": "max-age=300"})
+
+
+def _back(form: FormData, default: str) -> Response:
+    return RedirectResponse(forms.safe_back(form.get("back"), default), status_code=303)
+
+
+def _int(value: Any, default: int) -> int:
+    try:
+        return max(0, int(value))
+    except (TypeError, ValueError):
+        return default
+
+
+routes = [
+    Route("/admin", page(tasks_page), methods=["GET"]),
+    Route("/admin/login", login, methods=["GET", "POST"]),
+    Route("/admin/logout", page(logout), methods=["POST"]),
+    Route("/admin/static/app.css", stylesheet, methods=["GET"]),
+    Route("/admin/tasks/{task_id}", page(task_page), methods=["GET"]),
+    Route("/admin/deliveries", page(deliveries_page), methods=["GET"]),
+    Route("/admin/deliveries/replay-dead", page(replay_dead), methods=["POST"]),
+    Route("/admin/deliveries/{delivery_id}/replay", page(replay_delivery), methods=["POST"]),
+    Route("/admin/events/{event_id}/replay", page(replay_event), methods=["POST"]),
+    Route("/admin/submit", page(submit_page), methods=["GET", "POST"]),
+]
