@@ -1,0 +1,174 @@
+"""Prometheus metrics for one relay process, on a registry the app owns (never the global one).
+
+Counters and histograms count what *this process* did: with several web or worker processes,
+scrape each one (or sum them). The queue gauges are read from the shared database at scrape
+time, so every process reports the same queue.
+
+`/metrics` is unauthenticated by convention, so nothing here may carry a secret: labels are
+fixed outcome codes, configured handler *names* (never their options or URLs) and HTTP
+status codes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from receiver.errors import StoreUnavailable
+from receiver.store.base import Store
+
+__all__ = [
+    "CALLBACK_OUTCOMES",
+    "DELIVERY_OUTCOMES",
+    "POLL_RESULTS",
+    "Metrics",
+]
+
+CALLBACK_OUTCOMES = (
+    "accepted",
+    "duplicate",
+    "too_large",
+    "timeout",
+    "unsupported_media_type",
+    "no_secret",
+    "missing_signature",
+    "bad_timestamp",
+    "stale_timestamp",
+    "bad_signature",
+    "bad_token",
+    "bad_payload",
+    "store_unavailable",
+)
+"""The webhook route's answers: 200 `status`, or the `error` code of a refusal."""
+
+DELIVERY_OUTCOMES = ("succeeded", "retry", "dead")
+"""One handler run ended: done, failed and scheduled again, or dead-lettered."""
+
+POLL_RESULTS = (
+    "found",
+    "pending",
+    "rate_limited",
+    "stopped",
+    "error",
+    "waiting",
+    "timed_out",
+    "failed",
+)
+"""One poll of a task: new events, nothing new yet, 429, polling given up for good, an upstream
+failure to retry, no upstream id to ask with (create outcome unknown), deadline passed, a bug."""
+
+_DELIVERY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Metrics:
+    """Every instrument of one process, registered on `registry`."""
+
+    registry: CollectorRegistry
+    callbacks: Counter
+    ingest_seconds: Histogram
+    deliveries: Counter
+    delivery_seconds: Histogram
+    polls: Counter
+    upstream_errors: Counter
+    queue_depth: Gauge
+    oldest_pending_age: Gauge
+
+    @classmethod
+    def create(cls, handlers: Iterable[str] = ()) -> Metrics:
+        """A fresh registry; known label values start at 0 so a rate() has a baseline."""
+        registry = CollectorRegistry(auto_describe=True)
+        metrics = cls(
+            registry=registry,
+            callbacks=Counter(
+                "aimusic_relay_callbacks",
+                "Webhook callbacks answered, by outcome (accepted, duplicate, or the error code).",
+                ["outcome"],
+                registry=registry,
+            ),
+            ingest_seconds=Histogram(
+                "aimusic_relay_ingest_seconds",
+                "Webhook request start to answer, for accepted and duplicate callbacks.",
+                registry=registry,
+            ),
+            deliveries=Counter(
+                "aimusic_relay_deliveries",
+                "Handler runs finished, by handler and outcome (succeeded, retry, dead).",
+                ["handler", "outcome"],
+                registry=registry,
+            ),
+            delivery_seconds=Histogram(
+                "aimusic_relay_delivery_seconds",
+                "Time one handler run took, by handler.",
+                ["handler"],
+                buckets=_DELIVERY_BUCKETS,
+                registry=registry,
+            ),
+            polls=Counter(
+                "aimusic_relay_polls",
+                "Polls of the provider for a task's outcome, by result.",
+                ["result"],
+                registry=registry,
+            ),
+            upstream_errors=Counter(
+                "aimusic_relay_upstream_errors",
+                "Failed exchanges with the AI Music API, by HTTP status or transport failure.",
+                ["status"],
+                registry=registry,
+            ),
+            queue_depth=Gauge(
+                "aimusic_relay_queue_depth",
+                "Deliveries pending or running, read from the database at scrape time.",
+                registry=registry,
+            ),
+            oldest_pending_age=Gauge(
+                "aimusic_relay_oldest_pending_age_seconds",
+                "Age of the oldest pending delivery (0 when none), read at scrape time.",
+                registry=registry,
+            ),
+        )
+        for outcome in CALLBACK_OUTCOMES:
+            metrics.callbacks.labels(outcome)
+        for handler in handlers:
+            metrics.delivery_seconds.labels(handler)
+            for outcome in DELIVERY_OUTCOMES:
+                metrics.deliveries.labels(handler, outcome)
+        for result in POLL_RESULTS:
+            metrics.polls.labels(result)
+        return metrics
+
+    def callback(self, outcome: str, seconds: float) -> None:
+        """The webhook route answered; only stored callbacks feed the ingest histogram."""
+        self.callbacks.labels(outcome).inc()
+        if outcome in ("accepted", "duplicate"):
+            self.ingest_seconds.observe(seconds)
+
+    def delivery(self, handler: str, outcome: str, seconds: float | None = None) -> None:
+        """A handler run ended; `seconds` is None when the handler never ran."""
+        self.deliveries.labels(handler, outcome).inc()
+        if seconds is not None:
+            self.delivery_seconds.labels(handler).observe(seconds)
+
+    def poll(self, result: str) -> None:
+        self.polls.labels(result).inc()
+
+    def upstream_error(self, status: str) -> None:
+        """The upstream client's observer: `status` is "429", "503", "timeout", "connect"..."""
+        self.upstream_errors.labels(status).inc()
+
+    async def render(self, store: Store) -> bytes:
+        """The text exposition, with the queue gauges read now; NaN when the store is down."""
+        try:
+            depth, oldest_at = await store.queue_stats()
+        except StoreUnavailable:
+            self.queue_depth.set(math.nan)
+            self.oldest_pending_age.set(math.nan)
+        else:
+            self.queue_depth.set(depth)
+            age = 0.0 if oldest_at is None else max(0.0, time.time() - oldest_at)
+            self.oldest_pending_age.set(age)
+        return generate_latest(self.registry)
