@@ -33,7 +33,8 @@ TEMPLATE_FIELDS = frozenset({"date", "title", "clip_id", "task_id", "platform", 
 _SONG_KINDS = frozenset({"song.completed", "song.streaming"})
 _FAILURE_KINDS = frozenset({"song.failed", "task.timed_out"})
 _RESERVED = frozenset(
-    {"CON", "PRN", "AUX", "NUL"} | {f"{port}{n}" for port in ("COM", "LPT") for n in range(1, 10)}
+    {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"}
+    | {f"{port}{n}" for port in ("COM", "LPT") for n in range(10)}
 )
 _WINDOWS_FORBIDDEN = frozenset('/\\<>:"|?*')
 _MAX_CHARS = 100
@@ -132,7 +133,11 @@ class DiskHandler:
         """The rendered template under `path`, refused unless it stays inside `path`."""
         safe = {key: safe_name(value) for key, value in template_values(event).items()}
         relative = self.config.template.format(**safe, ext=safe_name(ext))
-        *folders, name = [part for part in relative.replace("\\", "/").split("/") if part]
+        *folders, name = [
+            f"_{part}" if part.startswith("-") else part  # `rm *` would read "-rf" as options
+            for part in relative.replace("\\", "/").split("/")
+            if part
+        ]
         parts = [_fit(folder, "") for folder in folders] + [_fit(name, f".{ext}")]
         base = Path(self.config.path).resolve()
         target = base.joinpath(*parts).resolve()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Mapping, Sequence
 
 from itsdangerous import BadSignature, URLSafeSerializer
@@ -25,6 +26,7 @@ __all__ = [
 
 TIMESTAMP_TOLERANCE_S = 300
 _SIGNATURE_PREFIX = "sha256="
+_UNIX_SECONDS = re.compile(r"-?[0-9]{1,12}")
 _TASK_SECRET_CONTEXT = b"aimusic-relay/task-webhook-secret/v1/"
 
 
@@ -55,10 +57,11 @@ def verify_callback(
         raise SignatureError(
             "missing_signature", "X-Webhook-Signature and X-Webhook-Timestamp are required"
         )
-    try:
-        signed_at = int(timestamp)
-    except ValueError:
-        raise SignatureError("bad_timestamp", "X-Webhook-Timestamp is not unix seconds") from None
+    # ASCII digits only: int() would also take "1_0", non-ASCII spaces, and 400-digit numbers
+    # that overflow the float comparison below.
+    if not _UNIX_SECONDS.fullmatch(timestamp):
+        raise SignatureError("bad_timestamp", "X-Webhook-Timestamp is not unix seconds")
+    signed_at = int(timestamp)
     if abs(now - signed_at) > tolerance_s:
         raise SignatureError(
             "stale_timestamp", f"X-Webhook-Timestamp is more than {tolerance_s} s from our clock"

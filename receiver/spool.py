@@ -15,13 +15,11 @@ import asyncio
 import contextlib
 import dataclasses
 import hashlib
-import ipaddress
 import json
 import os
 import re
 import secrets
 import shutil
-import socket
 import weakref
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
@@ -30,6 +28,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from handlers.base import HandlerError, SpooledFile
+from receiver._address_guard import checked_address, invalid, pinned_request, where
 from receiver.retry_after import parse_retry_after
 
 __all__ = ["DownloadPolicy", "Spool"]
@@ -37,15 +36,12 @@ __all__ = ["DownloadPolicy", "Spool"]
 _ALLOWED_TYPES = frozenset({"application/octet-stream", "binary/octet-stream"})
 _ALLOWED_FAMILIES = ("audio/", "image/", "video/")
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _WRITE_BUFFER = 1024 * 1024
 
 # A Spool serves one event, and the dispatcher may build one per delivery, so the lock that
 # makes concurrent fetches of one URL download once must be shared by every Spool in the
 # process. Keyed by (event loop, file path); an entry lives only while a fetch holds it.
 _LOCKS: weakref.WeakValueDictionary[tuple[int, str], asyncio.Lock] = weakref.WeakValueDictionary()
-
-_IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -63,11 +59,11 @@ class DownloadPolicy:
 class Spool:
     """The shared download area of ONE event (implements `handlers.base.SpoolAccess`).
 
-    Every hop of a download (the URL and each redirect) is resolved with `getaddrinfo` and
-    refused if any address is not public. The checked address is not pinned: httpx resolves
-    the name again when it connects, so a DNS server that answers differently within that
-    window (DNS rebinding) could still steer the connection. Pinning needs a guarded network
-    backend on the shared client, which this class does not own.
+    Every hop of a download (the URL and each redirect) is resolved once with `getaddrinfo`
+    and refused if any address is not public; the request then goes to the checked address
+    itself (the name kept in `Host` and in TLS SNI, so virtual hosts and certificate checks
+    still work). Resolving again at connect time would let a DNS server that answers
+    differently the second time (DNS rebinding) steer the connection to a private address.
     """
 
     def __init__(
@@ -93,13 +89,22 @@ class Spool:
                     return await self._download(url, target)
             except (TimeoutError, httpx.TimeoutException) as exc:
                 raise HandlerError(
-                    f"download from {_where(url)} timed out", blame="unavailable"
+                    f"download from {where(url)} timed out", blame="unavailable"
                 ) from exc
             except httpx.InvalidURL as exc:
-                raise _invalid() from exc
+                raise invalid() from exc
+            except httpx.RemoteProtocolError as exc:
+                # httpx reads every Location as it arrives; one it cannot parse (such as the
+                # octal IP http://0177.0.0.1/) is a refusal, not a fault worth retrying.
+                if "location header" in str(exc):
+                    raise invalid() from exc
+                raise HandlerError(
+                    f"download from {where(url)} failed: {type(exc).__name__}",
+                    blame="unavailable",
+                ) from exc
             except httpx.HTTPError as exc:  # connection refused or reset, protocol errors
                 raise HandlerError(
-                    f"download from {_where(url)} failed: {type(exc).__name__}",
+                    f"download from {where(url)} failed: {type(exc).__name__}",
                     blame="unavailable",
                 ) from exc
 
@@ -110,14 +115,19 @@ class Spool:
     async def _download(self, url: str, target: Path) -> SpooledFile:
         current = url
         for _hop in range(self._policy.max_redirects + 1):
-            await self._check_destination(current)
+            address = await checked_address(current, self._policy.allow_private_networks)
             timeout = httpx.Timeout(
                 self._policy.read_timeout_s,
                 connect=self._policy.connect_timeout_s,
                 pool=self._policy.connect_timeout_s,
             )
+            pinned, headers, extensions = pinned_request(current, address)
             request = self._http.build_request(
-                "GET", current, headers={"Accept-Encoding": "identity"}, timeout=timeout
+                "GET",
+                pinned,
+                headers={"Accept-Encoding": "identity", **headers},
+                timeout=timeout,
+                extensions=extensions,
             )
             response = await self._http.send(request, stream=True, follow_redirects=False)
             try:
@@ -130,42 +140,9 @@ class Spool:
             finally:
                 await response.aclose()
         raise HandlerError(
-            f"download from {_where(url)} refused: more than "
-            f"{self._policy.max_redirects} redirects",
+            f"download from {where(url)} refused: more than {self._policy.max_redirects} redirects",
             retryable=False,
         )
-
-    async def _check_destination(self, url: str) -> None:
-        """Refuse other schemes, and hosts with any address that is not public (unless allowed)."""
-        try:
-            parts = urlsplit(url)
-            scheme, host = parts.scheme.lower(), parts.hostname
-            port = parts.port or (443 if scheme == "https" else 80)
-        except ValueError as exc:
-            raise _invalid() from exc
-        if scheme not in ("http", "https") or not host:
-            raise HandlerError(
-                f"download from {_where(url)} refused: only http and https URLs are fetched",
-                retryable=False,
-            )
-        if self._policy.allow_private_networks:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except (OSError, ValueError) as exc:
-            raise HandlerError(
-                f"download from {_where(url)} failed: cannot resolve the host",
-                blame="unavailable",
-            ) from exc
-        for info in infos:
-            address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
-            if not _is_public(address):
-                raise HandlerError(
-                    f"download from {_where(url)} refused: {address} is not a public address "
-                    "(set RELAY_ALLOW_PRIVATE_NETWORKS=true for local sources)",
-                    retryable=False,
-                )
 
     async def _save(self, response: httpx.Response, url: str, target: Path) -> SpooledFile:
         """Stream the body to a unique temp file, then rename it into place and write the meta."""
@@ -197,10 +174,10 @@ class Spool:
 def _check_response(response: httpx.Response, url: str, max_bytes: int) -> None:
     """Turn a status, size or type we will not accept into a `HandlerError`."""
     status = response.status_code
-    where = _where(url)
+    source = where(url)
     if status == 429 or status >= 500:
         raise HandlerError(
-            f"download from {where} failed: HTTP {status}",
+            f"download from {source} failed: HTTP {status}",
             retry_after=parse_retry_after(response.headers.get("retry-after"))
             if status in (429, 503)
             else None,
@@ -208,7 +185,7 @@ def _check_response(response: httpx.Response, url: str, max_bytes: int) -> None:
         )
     if not 200 <= status < 300:
         raise HandlerError(
-            f"download from {where} refused: HTTP {status}", retryable=False, blame="unavailable"
+            f"download from {source} refused: HTTP {status}", retryable=False, blame="unavailable"
         )
     length = response.headers.get("content-length", "")
     if length.isdigit() and int(length) > max_bytes:
@@ -216,29 +193,9 @@ def _check_response(response: httpx.Response, url: str, max_bytes: int) -> None:
     media = _media_type(response)
     if media is not None and not (media in _ALLOWED_TYPES or media.startswith(_ALLOWED_FAMILIES)):
         raise HandlerError(
-            f"download from {where} refused: content type {media} is not audio, image or video",
+            f"download from {source} refused: content type {media} is not audio, image or video",
             retryable=False,
         )
-
-
-def _is_public(address: _IPAddress) -> bool:
-    """True only for globally routable unicast addresses, looking inside IPv6 wrappers."""
-    if isinstance(address, ipaddress.IPv6Address):
-        embedded = address.ipv4_mapped or address.sixtofour
-        if embedded is None and address in _NAT64:
-            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-        if embedded is not None and not _is_public(embedded):
-            return False
-        if address.ipv4_mapped is not None:
-            return True
-    return address.is_global and not (
-        address.is_multicast
-        or address.is_private
-        or address.is_reserved
-        or address.is_loopback
-        or address.is_link_local
-        or address.is_unspecified
-    )
 
 
 def _load_finished(target: Path, url: str) -> SpooledFile | None:
@@ -280,26 +237,10 @@ def _media_type(response: httpx.Response) -> str | None:
     return value or None
 
 
-def _invalid() -> HandlerError:
-    return HandlerError("download refused: the URL is not valid", retryable=False)
-
-
 def _too_big(url: str, max_bytes: int) -> HandlerError:
     return HandlerError(
-        f"download from {_where(url)} refused: larger than {max_bytes} bytes", retryable=False
+        f"download from {where(url)} refused: larger than {max_bytes} bytes", retryable=False
     )
-
-
-def _where(url: str) -> str:
-    """The host (and port) of `url` for messages; never the path, query or credentials."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or "?"
-        port = parts.port
-    except ValueError:
-        return "an invalid URL"
-    host = f"[{host}]" if ":" in host else host
-    return f"{host}:{port}" if port else host
 
 
 def _url_suffix(url: str) -> str:

@@ -16,6 +16,8 @@ from typing import Any
 
 import pydantic
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -340,3 +342,80 @@ async def test_long_values_in_one_name_are_shortened_deterministically(
     assert first is not None and first == again
     assert all(len(part.encode()) <= 255 for name in listing(songs) for part in Path(name).parts)
     assert 4 == len(listing(songs))
+
+
+def assert_safe_component(part: str) -> None:
+    """What every written path component must be, on Linux, macOS and Windows alike."""
+    assert part and not part.startswith((".", "-")), part
+    assert not part.endswith((".", " ")), part
+    assert len(part.encode()) <= 255, part
+    assert part.split(".")[0].strip().upper() not in RESERVED | {"CONIN$", "CONOUT$"}, part
+    assert not any(unicodedata.category(ch).startswith("C") for ch in part), part
+    assert not set('/\\<>:"|?*') & set(part), part
+
+
+@pytest.mark.parametrize(
+    ("title", "clip_id"),
+    [
+        ("CON.", "nul "),
+        ("COM1 .txt", "LPT0"),
+        ("CONIN$", "aux.tar.gz"),
+        ("-rf", "--help"),
+        ("trailing. . ", "dots..."),
+        ("{clip_id}", "{0}"),
+        ("{title.__class__.__mro__}", "{ext}"),
+        ("é" * 128, "名" * 90),
+        ("x" * 255, "e\u0301" * 200),
+        ("a/../../b", "C:\\Windows\\win.ini"),
+    ],
+)
+async def test_more_hostile_names_stay_inside_and_are_portable(
+    title: str, clip_id: str, songs: Path, make_ctx: MakeContext, make_event: Callable[..., Event]
+) -> None:
+    """Reserved names with dots and spaces, leading dashes, template braces and 255-byte
+    multi-byte values: every component is portable and braces are written, not expanded."""
+    handler = disk(songs, template="{title}/{clip_id}-{title}.{ext}")
+    result = await handler.handle(make_event(title=title, clip_id=clip_id), make_ctx())
+    assert result is not None
+    audio = Path(result["path"])
+    assert audio.is_file() and songs.resolve() in audio.resolve().parents
+    for name in listing(songs):
+        for part in Path(name).parts:
+            assert_safe_component(part)
+    if "{" in title:
+        assert title in audio.parent.name  # the value's braces are text, not a template field
+
+
+@settings(
+    max_examples=80,
+    deadline=None,
+    derandomize=True,
+    # one songs directory and media server serve every example; nothing is reset between them
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    title=st.text(st.characters(codec=None), max_size=300),
+    clip_id=st.text(st.characters(codec=None), max_size=200),
+    template=st.sampled_from(
+        ["{date}/{title}-{clip_id}.{ext}", "{title}/{clip_id}.{ext}", "{clip_id}{title}.{ext}"]
+    ),
+)
+async def test_any_title_and_clip_id_land_inside_the_directory(
+    title: str,
+    clip_id: str,
+    template: str,
+    songs: Path,
+    make_ctx: MakeContext,
+    make_event: Callable[..., Event],
+) -> None:
+    """Property: for any title and clip id (any code point, surrogates included) the audio is
+    written, inside `path`, under portable component names."""
+    result = await disk(songs, template=template).handle(
+        make_event(title=title, clip_id=clip_id), make_ctx()
+    )
+    assert result is not None
+    audio = Path(result["path"])
+    assert audio.is_file()
+    assert songs.resolve() in audio.resolve().parents
+    for part in audio.relative_to(songs.resolve()).parts:
+        assert_safe_component(part)

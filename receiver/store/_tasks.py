@@ -39,7 +39,7 @@ class TaskRows:
             return task
         task = {
             "id": new_id(),
-            "upstream_id": inbound.task_id,
+            "upstream_id": _upstream_key(inbound),
             "family": inbound.platform,
             "platform": inbound.platform,
             "state": "running",
@@ -65,9 +65,10 @@ class TaskRows:
         row = None
         if inbound.task_ref is not None:
             row = (await conn.execute(tasks.select().where(tasks.c.id == inbound.task_ref))).first()
-        if row is None and inbound.task_id is not None:
+        upstream_key = _upstream_key(inbound)
+        if row is None and upstream_key is not None:
             row = (
-                await conn.execute(tasks.select().where(tasks.c.upstream_id == inbound.task_id))
+                await conn.execute(tasks.select().where(tasks.c.upstream_id == upstream_key))
             ).first()
         if row is not None:
             task = dict(row._mapping)
@@ -107,3 +108,11 @@ class TaskRows:
                 next_poll_at=None if state in FINAL_TASK_STATES else tasks.c.next_poll_at,
             )
         )
+
+
+def _upstream_key(inbound: Inbound) -> str | None:
+    """The upstream id an unknown task is recorded under: the callback's task_id, else (a valid
+    token for a task this database lacks, e.g. reset with the key kept) `ref:<token's ref>`."""
+    if inbound.task_id is not None:
+        return inbound.task_id
+    return f"ref:{inbound.task_ref}" if inbound.task_ref is not None else None
