@@ -317,5 +317,8 @@ def version() -> None:
     out.print(__version__)
 
 
+import receiver.cli_ops  # noqa: E402, F401 - registers tasks, events, replay, dead-letters, doctor
+
+
 def main() -> None:
     app()

@@ -134,6 +134,8 @@ class SlackCatcher:
         if auth != f"Bearer {self.token}":
             return _refuse("invalid_auth")
         body, method = recorded.body, recorded.method
+        if method == "auth.test":  # what `aimusic-relay doctor` asks to check a bot token
+            return JSONResponse({"ok": True, "team": "Catcher", "user": "relay-bot"})
         if method not in ("chat.postMessage", "chat.update"):
             return _refuse("unknown_method")
         if not body.get("text") and not body.get("blocks"):
