@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
 from urllib.parse import urlsplit
@@ -40,7 +40,9 @@ class Transport:
     """One base URL and key over one connection pool; use it as `async with`.
 
     Pass `http` to share a connection pool (it is then not closed here). `retry_delays` are
-    the waits before each retry of a read (poll, credits).
+    the waits before each retry of a read (poll, credits). `on_error` is told about every
+    failed exchange ("429", "503", "timeout", "connect", ...): the app counts them in its
+    metrics without this module knowing about metrics.
     """
 
     def __init__(
@@ -51,6 +53,7 @@ class Transport:
         timeout: float = 30.0,
         http: httpx.AsyncClient | None = None,
         retry_delays: Sequence[float] = (0.5, 1.5),
+        on_error: Callable[[str], None] | None = None,
     ) -> None:
         self._base_url = base_url.rstrip("/")
         self._api_key = api_key or None
@@ -58,6 +61,7 @@ class Transport:
         self._owns_http = http is None
         self._http = http or httpx.AsyncClient(timeout=timeout)
         self._retry_delays = tuple(retry_delays)
+        self._on_error = on_error
 
     def __repr__(self) -> str:
         key = "set" if self._api_key else "missing"
@@ -144,13 +148,23 @@ class Transport:
             "Accept": "application/json",
         }
         try:
-            return await self._http.request(
+            response = await self._http.request(
                 method, self._base_url + path, headers=headers, timeout=self._timeout, **kwargs
             )
         except httpx.InvalidURL as exc:  # not an HTTPError: nothing was sent
             raise UpstreamError(
                 f"AIMUSIC_BASE_URL {self._base_url!r} is not a usable URL ({exc})"
             ) from exc
+        except httpx.HTTPError as exc:
+            self._observe(_failure_label(exc))
+            raise
+        if response.status_code >= 400:
+            self._observe(str(response.status_code))
+        return response
+
+    def _observe(self, status: str) -> None:
+        if self._on_error is not None:
+            self._on_error(status)
 
     def _payload(self, response: httpx.Response, call: Call) -> Any:
         """The JSON of a 2xx answer, or the typed error for anything else."""
@@ -164,10 +178,12 @@ class Transport:
             code = payload.get("code")
             if isinstance(code, int) and code >= 400 and "task_id" not in payload:
                 status = code
+                self._observe(str(code))
         if 200 <= status < 300 and payload is not None:
             return payload
         message = message_of(response, self._api_key)
         if 200 <= status < 300:
+            self._observe("bad_answer")
             raise UpstreamUnavailable(
                 f"the AI Music API answered the {call.what} with a body that is not JSON: "
                 f"{message}",
@@ -182,3 +198,12 @@ class Transport:
         if host.startswith("api."):  # api.aimusicapi.ai -> https://aimusicapi.ai
             return f"at https://{host.removeprefix('api.')}"
         return "in your AI Music API account"
+
+
+def _failure_label(exc: httpx.HTTPError) -> str:
+    """A transport failure as a metrics label: timeout, connect or transport."""
+    if isinstance(exc, httpx.TimeoutException):
+        return "timeout"
+    if isinstance(exc, httpx.ConnectError):
+        return "connect"
+    return "transport"

@@ -14,7 +14,8 @@ from receiver.dispatch import Dispatcher
 from receiver.logging import get_logger
 from receiver.middleware import RequestLogMiddleware
 from receiver.poller import Poller
-from receiver.routes import api, health, webhooks
+from receiver.routes import admin, api, health, metrics, webhooks
+from receiver.routes._http import BodyTimeout, body_timeout_answer
 from receiver.services import Services, build_services
 from receiver.submit import callbacks_enabled
 
@@ -36,6 +37,7 @@ async def start_background(services: Services) -> AsyncIterator[Dispatcher]:
         public_url=services.settings.public_url,
         lease_s=services.settings.relay_lease_s,
         shutdown_grace_s=services.settings.relay_shutdown_grace_s,
+        metrics=services.metrics,
     )
     poller = Poller(
         services,
@@ -87,9 +89,10 @@ def create_app(settings: Settings, *, run_dispatcher: bool | None = None) -> Sta
             await services.aclose()
 
     app = Starlette(
-        routes=[*webhooks.routes, *api.routes, *health.routes],
-        middleware=[Middleware(RequestLogMiddleware)],
+        routes=[*webhooks.routes, *api.routes, *health.routes, *metrics.routes, *admin.routes],
+        middleware=[Middleware(RequestLogMiddleware), admin.middleware(settings)],
         lifespan=lifespan,
+        exception_handlers={BodyTimeout: body_timeout_answer},
     )
     app.state.services = services
     return app

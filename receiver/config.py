@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     relay_callbacks: Literal["auto", "on", "off"] = "auto"
     relay_allow_private_networks: bool = False
     relay_max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    relay_body_timeout_s: float = Field(default=10.0, gt=0)
     relay_spool_dir: Path = Path(tempfile.gettempdir()) / "aimusic-relay-spool"
     relay_lease_s: float = Field(default=60.0, gt=0)
     relay_db_pool_size: int = Field(default=5, ge=1, le=100)
@@ -165,12 +166,20 @@ def _from_env(env: dict[str, str]) -> dict[str, Any]:
     return {k.lower(): v for k, v in env.items() if k.lower() in fields}
 
 
+_URL_PASSWORD = re.compile(r"(://[^/:@]*:)[^/@]*@")
+"""The password in `scheme://user:password@host`: a wrong DATABASE_URL is shown without it."""
+
+
 def _describe_env_errors(exc: ValidationError, env: dict[str, str] | None) -> str:
     source = env if env is not None else os.environ
     lines = []
     for error in exc.errors():
         key = str(error["loc"][0]).upper() if error["loc"] else "?"
-        shown = "(hidden)" if key.lower() in _SECRET_FIELDS else repr(source.get(key, ""))
+        value = source.get(key, "")
+        if key.lower() in _SECRET_FIELDS:
+            shown = "(hidden)"
+        else:
+            shown = repr(_URL_PASSWORD.sub(r"\1(hidden)@", value))
         lines.append(f"{key}={shown} (from the environment): {error['msg']}")
     return "; ".join(lines)
 

@@ -22,6 +22,7 @@ from handlers.base import HandlerContext, HandlerError
 from receiver.config import is_public_https
 from receiver.errors import StoreUnavailable
 from receiver.logging import get_logger
+from receiver.metrics import Metrics
 from receiver.pacing import Pacer
 from receiver.routing import ConfiguredHandler, HandlerSet
 from receiver.spool import DownloadPolicy, Spool
@@ -48,6 +49,7 @@ class Dispatcher:
         lease_s: float = 60.0,
         sweep_s: float = 5.0,
         shutdown_grace_s: float = 25.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.handlers = handlers
@@ -59,6 +61,7 @@ class Dispatcher:
         self.lease_s = lease_s
         self.sweep_s = sweep_s
         self.shutdown_grace_s = shutdown_grace_s
+        self.metrics = metrics or Metrics.create(h.name for h in handlers)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._wake = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
@@ -173,6 +176,7 @@ class Dispatcher:
                     "relay",
                     None,
                 )
+                self.metrics.delivery(claim.handler, "dead")
                 bound.error("delivery dead: handler not configured")
                 return
             async with self._per_handler[claim.handler]:
@@ -217,7 +221,14 @@ class Dispatcher:
                 result = await configured.handler.handle(claim.event, ctx)
         except HandlerError as exc:
             await self._failed(
-                claim, configured, exc.message, exc.blame, exc.retryable, exc.retry_after, bound
+                claim,
+                configured,
+                exc.message,
+                exc.blame,
+                exc.retryable,
+                exc.retry_after,
+                bound,
+                started,
             )
             return
         except TimeoutError:
@@ -229,15 +240,24 @@ class Dispatcher:
                 True,
                 None,
                 bound,
+                started,
             )
             return
         except Exception as exc:
             bound.exception("handler raised an unexpected error")
             await self._failed(
-                claim, configured, f"{type(exc).__name__}: {exc}", "relay", True, None, bound
+                claim,
+                configured,
+                f"{type(exc).__name__}: {exc}",
+                "relay",
+                True,
+                None,
+                bound,
+                started,
             )
             return
         await self.store.succeed(claim, self.owner, dict(result) if result else None)
+        self.metrics.delivery(claim.handler, "succeeded", time.monotonic() - started)
         bound.info("delivery succeeded", duration_ms=round((time.monotonic() - started) * 1000, 1))
 
     async def _failed(
@@ -249,7 +269,9 @@ class Dispatcher:
         retryable: bool,
         retry_after: float | None,
         bound: Any,
+        started: float,
     ) -> None:
+        seconds = time.monotonic() - started
         if retry_after:
             # The destination asked for quiet: pause the whole handler, not just this delivery.
             until = time.time() + retry_after
@@ -258,11 +280,13 @@ class Dispatcher:
         if retryable and not exhausted:
             delay = configured.retry_delay(claim.attempt, retry_after)
             await self.store.fail(claim, self.owner, error, blame, time.time() + delay)
+            self.metrics.delivery(claim.handler, "retry", seconds)
             bound.warning(
                 "delivery failed; will retry", error=error, blame=blame, retry_in_s=round(delay, 3)
             )
         else:
             await self.store.fail(claim, self.owner, error, blame, None)
+            self.metrics.delivery(claim.handler, "dead", seconds)
             why = "attempts exhausted" if retryable else "permanent error"
             bound.error(f"delivery dead-lettered: {why}", error=error, blame=blame)
 

@@ -106,11 +106,13 @@ class Poller:
             bound.warning("could not record the poll; it will be retried", error=str(exc))
         except Exception:
             bound.exception("poll failed unexpectedly")
+            self.services.metrics.poll("failed")
             with contextlib.suppress(StoreUnavailable):
                 await self.services.store.poll_done(task["id"], time.time() + self.cap_s)
 
     async def _poll_once(self, task: dict[str, Any], bound: Any) -> None:
         store, ref, now = self.services.store, task["id"], time.time()
+        metrics = self.services.metrics
         interval = poll_interval(task["poll_attempts"], self.base_s, self.cap_s)
         if task["deadline_at"] is not None and now >= task["deadline_at"]:
             await self._time_out(task, bound)
@@ -119,6 +121,7 @@ class Poller:
             # The create call's outcome is unknown: without an id there is nothing to ask.
             # A callback (its URL names the task) reconciles it; otherwise the deadline does.
             await store.poll_done(ref, task["deadline_at"])
+            metrics.poll("waiting")
             return
         await self.pacer.wait()
         try:
@@ -128,16 +131,20 @@ class Poller:
             self.pacer.hold(exc.retry_after or interval)
             bound.warning("poll rate-limited", retry_after_s=exc.retry_after)
             await store.poll_done(ref, now + delay)
+            metrics.poll("rate_limited")
             return
         except _NEVER as exc:
             bound.warning("polling stopped", status=exc.status, error=exc.message)
             await store.poll_done(ref, None, error=f"polling stopped: {exc.message}")
+            metrics.poll("stopped")
             return
         except UpstreamError as exc:
             bound.info("poll failed; will retry", status=exc.status, error=exc.message)
             await store.poll_done(ref, now + interval)
+            metrics.poll("error")
             return
         clips = normalise(answer, None)
+        found = False
         if clips:
             result = await store.record_inbound(
                 Inbound(
@@ -152,7 +159,9 @@ class Poller:
                 self.services.handlers.route,
             )
             bound.info("poll found", events=len(result.event_ids), deliveries=result.deliveries)
+            found = bool(result.event_ids)
         await store.poll_done(ref, now + interval)
+        metrics.poll("found" if found else "pending")
 
     async def _time_out(self, task: dict[str, Any], bound: Any) -> None:
         store = self.services.store
@@ -178,4 +187,5 @@ class Poller:
         if task["upstream_id"] is None:
             await store.task_state(task["id"], "failed", reason)
         await store.poll_done(task["id"], None, error=reason)
+        self.services.metrics.poll("timed_out")
         bound.warning("task timed out", reason=reason)

@@ -10,6 +10,7 @@ import httpx
 from handlers.registry import HandlerRegistry
 from receiver import __version__
 from receiver.config import Settings
+from receiver.metrics import Metrics
 from receiver.routing import HandlerSet, load_handler_set
 from receiver.signing import CallbackTokens
 from receiver.spool import DownloadPolicy
@@ -29,6 +30,8 @@ class Services:
     tokens: CallbackTokens
     http: httpx.AsyncClient
     upstream: UpstreamClient
+    metrics: Metrics = dataclasses.field(default_factory=Metrics.create)
+    """This process's counters, on its own registry (two apps in one process stay apart)."""
 
     @property
     def download_policy(self) -> DownloadPolicy:
@@ -46,6 +49,7 @@ def build_services(settings: Settings, *, registry: HandlerRegistry | None = Non
     headers: dict[str, Any] = {"User-Agent": f"aimusic-relay/{__version__}"}
     http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0), headers=headers)
     api_key = settings.aimusic_api_key.get_secret_value() if settings.aimusic_api_key else None
+    metrics = Metrics.create(h.name for h in handlers)
     return Services(
         settings=settings,
         store=open_store(
@@ -56,5 +60,8 @@ def build_services(settings: Settings, *, registry: HandlerRegistry | None = Non
         handlers=handlers,
         tokens=CallbackTokens(settings.secret_keys),
         http=http,
-        upstream=UpstreamClient(settings.aimusic_base_url, api_key),
+        upstream=UpstreamClient(
+            settings.aimusic_base_url, api_key, on_error=metrics.upstream_error
+        ),
+        metrics=metrics,
     )

@@ -36,6 +36,14 @@ def test_secret_values_are_not_echoed_in_errors(tmp_path: Path) -> None:
     assert "AIMUSIC_BASE_URL='ftp://x'" in str(caught.value)
 
 
+def test_wrong_database_url_is_shown_without_its_password() -> None:
+    """A DATABASE_URL of the wrong kind is named and shown, but never with its password."""
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"DATABASE_URL": "mysql://relay:hunter2-password@db.internal/relay"})
+    assert "DATABASE_URL='mysql://relay:(hidden)@db.internal/relay'" in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+
+
 def test_secret_key_generated_once_beside_sqlite(tmp_path: Path) -> None:
     """Without RELAY_SECRET_KEY a key is generated, stored beside the DB and reused."""
     env = {"DATABASE_URL": f"sqlite:///{tmp_path}/r.db"}

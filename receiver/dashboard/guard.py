@@ -33,7 +33,8 @@ async def read_form(request: Request) -> FormData:
     """A url-encoded form, at most 64 KiB (the login form is reachable by anyone)."""
     if request.method != "POST":
         return FormData()
-    raw = await read_body(request, MAX_FORM_BYTES)
+    services: Services = request.app.state.services
+    raw = await read_body(request, MAX_FORM_BYTES, services.settings.relay_body_timeout_s)
     pairs: list[tuple[str, str | UploadFile]] = []
     pairs.extend(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
     return FormData(pairs)

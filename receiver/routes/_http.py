@@ -2,18 +2,36 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
-__all__ = ["BodyTooLarge", "error", "present", "read_body", "require_admin"]
+__all__ = [
+    "BODY_TIMEOUT_S",
+    "BodyTimeout",
+    "BodyTooLarge",
+    "body_timeout_answer",
+    "error",
+    "present",
+    "read_body",
+    "require_admin",
+]
+
+
+BODY_TIMEOUT_S = 10.0
+"""Default time a client has to send its whole body (`RELAY_BODY_TIMEOUT_S`)."""
 
 
 class BodyTooLarge(Exception):
     """The request body passed the limit; we stopped reading it."""
+
+
+class BodyTimeout(Exception):
+    """The request body did not all arrive in time; the app answers 408 (`body_timeout_answer`)."""
 
 
 def error(
@@ -23,19 +41,36 @@ def error(
     return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The raw body, refusing as soon as it passes `limit` (chunked bodies included)."""
+async def read_body(request: Request, limit: int, timeout_s: float = BODY_TIMEOUT_S) -> bytes:
+    """The raw body, refusing as soon as it passes `limit` (chunked bodies included), or when
+    it has not all arrived within `timeout_s` (uvicorn has no body timeout of its own, so a
+    client trickling a byte a second would otherwise hold a worker slot for ever)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise BodyTooLarge
+                chunks.append(chunk)
+    except TimeoutError:
+        raise BodyTimeout(timeout_s) from None
     return b"".join(chunks)
+
+
+async def body_timeout_answer(request: Request, exc: Exception) -> Response:
+    """408 for a body that did not arrive in time; the connection is closed after it."""
+    limit = exc.args[0] if exc.args else BODY_TIMEOUT_S
+    return error(
+        408,
+        "timeout",
+        f"the request body did not arrive within {limit:g} s",
+        headers={"Connection": "close"},
+    )
 
 
 def require_admin(request: Request, token: str | None) -> JSONResponse | None:

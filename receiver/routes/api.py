@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
+import math
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import ValidationError
 from starlette.requests import Request
@@ -21,6 +21,10 @@ from receiver.errors import (
     UpstreamForbidden,
     UpstreamRejected,
 )
+from receiver.models import FAMILIES, EventKind
+from receiver.openapi import openapi_document
+from receiver.routes import _params
+from receiver.routes._callback_json import parse_json
 from receiver.routes._http import BodyTooLarge, error, present, read_body, require_admin
 from receiver.services import Services
 from receiver.submit import SubmitRefused, SubmitRequest, submit
@@ -28,6 +32,8 @@ from receiver.submit import SubmitRefused, SubmitRequest, submit
 __all__ = ["routes"]
 
 Endpoint = Callable[[Request, Services], Awaitable[Response]]
+
+_EVENT_KINDS: tuple[str, ...] = get_args(EventKind)
 
 _UPSTREAM_STATUS: list[tuple[type[UpstreamError], int, str]] = [
     (UpstreamRejected, 400, "upstream_rejected"),
@@ -49,7 +55,10 @@ def admin(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
         if refused is not None:
             return refused
         try:
+            _params.check_path(request.path_params)
             return await endpoint(request, services)
+        except _params.BadParam as exc:
+            return error(400, "bad_request", exc.detail)
         except StoreUnavailable:
             return error(503, "store_unavailable", "storage is unavailable; retry later")
 
@@ -58,13 +67,20 @@ def admin(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
 
 async def create_task(request: Request, services: Services) -> Response:
     try:
-        raw = await read_body(request, services.settings.relay_max_body_bytes)
-        body = SubmitRequest.model_validate(json.loads(raw))
+        raw = await read_body(
+            request,
+            services.settings.relay_max_body_bytes,
+            services.settings.relay_body_timeout_s,
+        )
+        # parse_json refuses what no store can keep (NUL, lone surrogates, NaN, deep nesting):
+        # without it, PostgreSQL answered such a prompt with a 500.
+        body = SubmitRequest.model_validate(parse_json(raw))
     except BodyTooLarge:
         return error(413, "too_large", "request body too large")
+    except ValidationError as exc:
+        return error(400, "bad_request", _validation_detail(exc))
     except ValueError as exc:
-        detail = _validation_detail(exc) if isinstance(exc, ValidationError) else "body is not JSON"
-        return error(400, "bad_request", detail)
+        return error(400, "bad_request", f"body is not usable JSON: {_first_line(exc)}")
     try:
         task = await submit(services, body)
     except SubmitRefused as exc:
@@ -74,9 +90,25 @@ async def create_task(request: Request, services: Services) -> Response:
     return JSONResponse(present(task), status_code=202)
 
 
+async def tasks(request: Request, services: Services) -> Response:
+    """One route for both methods, so a 405 on `/api/tasks` lists `Allow: GET, POST`."""
+    if request.method == "POST":
+        return await create_task(request, services)
+    return await list_tasks(request, services)
+
+
 async def list_tasks(request: Request, services: Services) -> Response:
-    limit, offset = _paging(request)
-    return JSONResponse(present(await services.store.list_tasks(limit, offset)))
+    """Newest first; filters `state`, `family`, `label=key:value` (repeatable)."""
+    query = request.query_params
+    limit, offset = _params.paging(query)
+    found = await services.store.list_tasks(
+        limit + 1,
+        offset,
+        state=_params.choice(query, "state", _params.TASK_STATES),
+        family=_params.choice(query, "family", FAMILIES),
+        labels=_params.labels(query),
+    )
+    return _page(request, found, limit, offset)
 
 
 async def get_task(request: Request, services: Services) -> Response:
@@ -87,16 +119,40 @@ async def get_task(request: Request, services: Services) -> Response:
 
 
 async def list_events(request: Request, services: Services) -> Response:
-    limit, offset = _paging(request)
-    return JSONResponse(present(await services.store.list_events(limit, offset)))
+    """Newest first; filters `kind`, `task` (the provider's task id or the relay's)."""
+    query = request.query_params
+    limit, offset = _params.paging(query)
+    found = await services.store.list_events(
+        limit + 1,
+        offset,
+        kind=_params.choice(query, "kind", _EVENT_KINDS),
+        task=_params.text(query, "task"),
+    )
+    return _page(request, found, limit, offset)
 
 
 async def list_deliveries(request: Request, services: Services) -> Response:
-    limit, offset = _paging(request)
-    state = request.query_params.get("state")
-    handler = request.query_params.get("handler")
-    found = await services.store.list_deliveries(state, limit, offset, handler=handler)
-    return JSONResponse(present(found))
+    """Most recently updated first; filters `state`, `handler`."""
+    query = request.query_params
+    limit, offset = _params.paging(query)
+    state = _params.choice(query, "state", _params.DELIVERY_STATES)
+    handler = _params.text(query, "handler")
+    found = await services.store.list_deliveries(state, limit + 1, offset, handler=handler)
+    return _page(request, found, limit, offset)
+
+
+async def get_credits(_request: Request, services: Services) -> Response:
+    """The AI Music API account's balance (extra credits are spent first)."""
+    try:
+        answer = await services.upstream.credits()
+    except UpstreamError as exc:
+        return _upstream_error(exc)
+    return JSONResponse({"credits": answer.credits, "extra_credits": answer.extra_credits})
+
+
+async def openapi(_request: Request) -> Response:
+    """The OpenAPI 3.1 document; public, so tools can read it before they hold a token."""
+    return JSONResponse(openapi_document())
 
 
 async def replay_delivery(request: Request, services: Services) -> Response:
@@ -117,22 +173,32 @@ async def replay_event(request: Request, services: Services) -> Response:
 
 async def replay_dead(request: Request, services: Services) -> Response:
     """Bulk: every dead letter, optionally of one handler and/or since a unix time."""
-    handler = request.query_params.get("handler")
+    handler = _params.text(request.query_params, "handler")
     try:
         since = float(request.query_params.get("since", "0"))
     except ValueError:
+        since = math.nan
+    if not math.isfinite(since):
         return error(400, "bad_request", "since: give unix seconds, e.g. since=1767225600")
     count = await services.store.replay(handler=handler, dead_since=since)
     return JSONResponse({"replayed": count}, status_code=202)
 
 
-def _paging(request: Request) -> tuple[int, int]:
-    try:
-        limit = int(request.query_params.get("limit", "50"))
-        offset = int(request.query_params.get("offset", "0"))
-    except ValueError:
-        return 50, 0
-    return max(1, limit), max(0, offset)
+def _page(request: Request, rows: list[dict[str, Any]], limit: int, offset: int) -> Response:
+    """One page as the JSON array callers already read; `X-Next-Offset` and a `Link: rel=next`
+    header say where the next page starts (absent on the last page). The store was asked for
+    one row more than `limit`, which is how we know there is a next page."""
+    headers: dict[str, str] = {}
+    if len(rows) > limit:
+        next_offset = offset + limit
+        headers["X-Next-Offset"] = str(next_offset)
+        next_url = request.url.include_query_params(offset=next_offset, limit=limit)
+        headers["Link"] = f'<{next_url}>; rel="next"'
+    return JSONResponse(present(rows[:limit]), headers=headers)
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
 
 
 def _validation_detail(exc: ValidationError) -> str:
@@ -152,12 +218,13 @@ def _upstream_error(exc: UpstreamError) -> Response:
 
 
 routes = [
-    Route("/api/tasks", admin(create_task), methods=["POST"]),
-    Route("/api/tasks", admin(list_tasks), methods=["GET"]),
+    Route("/api/tasks", admin(tasks), methods=["GET", "POST"]),
     Route("/api/tasks/{task_id}", admin(get_task), methods=["GET"]),
     Route("/api/events", admin(list_events), methods=["GET"]),
     Route("/api/deliveries", admin(list_deliveries), methods=["GET"]),
     Route("/api/deliveries/replay-dead", admin(replay_dead), methods=["POST"]),
     Route("/api/deliveries/{delivery_id}/replay", admin(replay_delivery), methods=["POST"]),
     Route("/api/events/{event_id}/replay", admin(replay_event), methods=["POST"]),
+    Route("/api/credits", admin(get_credits), methods=["GET"]),
+    Route("/api/openapi.json", openapi, methods=["GET"]),
 ]

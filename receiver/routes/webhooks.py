@@ -19,7 +19,8 @@ from starlette.routing import Route
 from receiver.errors import SignatureError, StoreUnavailable
 from receiver.logging import get_logger
 from receiver.models import CallbackBody, normalise
-from receiver.routes._http import BodyTooLarge, error, read_body
+from receiver.routes._callback_json import check_lengths, parse_json
+from receiver.routes._http import BodyTimeout, BodyTooLarge, error, read_body
 from receiver.services import Services
 from receiver.signing import verify_callback
 from receiver.store import Inbound
@@ -32,6 +33,22 @@ _PLATFORM_ALIASES = {"suno": "sonic", "sonic": "sonic", "producer": "producer", 
 
 
 async def receive(request: Request) -> Response:
+    """Answer one callback and count the answer (its `status` or error code) in the metrics."""
+    started = time.perf_counter()
+    outcome = "error"
+    try:
+        response = await _receive(request)
+        outcome = _outcome(response)
+        return response
+    except BodyTimeout:
+        outcome = "timeout"  # answered 408 by the app's exception handler
+        raise
+    finally:
+        services: Services = request.app.state.services
+        services.metrics.callback(outcome, time.perf_counter() - started)
+
+
+async def _receive(request: Request) -> Response:
     services: Services = request.app.state.services
     settings = services.settings
     token = request.path_params.get("token")
@@ -46,7 +63,9 @@ async def receive(request: Request) -> Response:
     if not secrets:
         return error(401, "no_secret", "this route needs AIMUSIC_WEBHOOK_SECRET to be set")
     try:
-        body = await read_body(request, settings.relay_max_body_bytes)
+        body = await read_body(
+            request, settings.relay_max_body_bytes, settings.relay_body_timeout_s
+        )
     except BodyTooLarge:
         return error(413, "too_large", f"body over {settings.relay_max_body_bytes} bytes")
     try:
@@ -54,23 +73,28 @@ async def receive(request: Request) -> Response:
     except SignatureError as exc:
         return _rejected(exc)
 
+    header_event = request.headers.get("x-webhook-event")
+    webhook_id = request.headers.get("x-webhook-id") or request.headers.get("idempotency-key")
     try:
-        parsed = CallbackBody.model_validate(json.loads(body))
+        parsed = CallbackBody.model_validate(parse_json(body))
+        platform, clips = _platform(parsed), normalise(parsed, header_event)
+        for _kind, clip_id, _fields in clips:
+            check_lengths(clip_id=clip_id)
+        check_lengths(task_id=parsed.task_id, platform=platform, webhook_id=webhook_id)
     except (ValueError, ValidationError) as exc:
         return error(400, "bad_payload", f"not the provider's callback JSON: {_first_line(exc)}")
     if parsed.task_id is None and task_ref is None:
         return error(400, "bad_payload", "the callback names no task_id")
 
-    header_event = request.headers.get("x-webhook-event")
     inbound = Inbound(
         source="callback",
         body=body,
-        platform=_platform(parsed),
-        clips=normalise(parsed, header_event),
+        platform=platform,
+        clips=clips,
         task_id=parsed.task_id,
         task_ref=task_ref,
-        webhook_id=request.headers.get("x-webhook-id") or request.headers.get("idempotency-key"),
-        event_header=header_event,
+        webhook_id=webhook_id,
+        event_header=_event_header(header_event),
         message=parsed.message,
     )
     try:
@@ -96,6 +120,18 @@ async def receive(request: Request) -> Response:
     return JSONResponse({"status": outcome, "events": list(result.event_ids)})
 
 
+def _outcome(response: Response) -> str:
+    """`accepted`/`duplicate`, or the refusal's error code: read back from our own small JSON
+    answer, so every refusal (present or future) is counted without touching each return."""
+    try:
+        answer = json.loads(bytes(response.body))
+    except ValueError:
+        return "error"
+    if not isinstance(answer, dict):
+        return "error"
+    return str(answer.get("status") or answer.get("error") or "error")
+
+
 def _rejected(exc: SignatureError) -> Response:
     log.warning("callback rejected", reason=exc.reason)
     return error(401, exc.reason, exc.detail)
@@ -112,6 +148,11 @@ def _platform(body: CallbackBody) -> str:
         if "sound" in (clip.model_extra or {}) or clip.sound is not None:
             return "producer"
     return "unknown"
+
+
+def _event_header(value: str | None) -> str | None:
+    """The X-Webhook-Event header as stored: informational, so cut to its column's size."""
+    return value[:64] if value is not None else None
 
 
 def _first_line(exc: Exception) -> str:

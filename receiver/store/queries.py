@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -13,7 +13,8 @@ from receiver.store.schema import attempts, deliveries, events, inbox, tasks
 
 __all__ = ["Queries"]
 
-_MAX_PAGE = 500
+_MAX_PAGE = 1000
+"""A runaway request cannot read a whole table (the API allows 500 and asks one more)."""
 
 
 def _page(limit: int) -> int:
@@ -93,25 +94,57 @@ class Queries:
         task["inbox"] = inbox_rows
         return task
 
-    async def list_tasks(self, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
+    async def list_tasks(
+        self,
+        limit: int = 50,
+        offset: int = 0,
+        *,
+        state: str | None = None,
+        family: str | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Newest first; `labels` must all match (JSON lookups work on SQLite and PostgreSQL)."""
+        query = tasks.select().order_by(tasks.c.created_at.desc(), tasks.c.id)
+        if state is not None:
+            query = query.where(tasks.c.state == state)
+        if family is not None:
+            query = query.where(tasks.c.family == family)
+        for key, value in (labels or {}).items():
+            query = query.where(tasks.c.labels[key].as_string() == value)
         async with self._read() as conn:
-            rows = await conn.execute(
-                tasks.select()
-                .order_by(tasks.c.created_at.desc())
-                .limit(_page(limit))
-                .offset(offset)
-            )
+            rows = await conn.execute(query.limit(_page(limit)).offset(offset))
             return [dict(r._mapping) for r in rows]
 
-    async def list_events(self, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
+    async def list_events(
+        self,
+        limit: int = 50,
+        offset: int = 0,
+        *,
+        kind: str | None = None,
+        task: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Newest first; `task` is the provider's task id or the relay's own."""
+        query = events.select().order_by(events.c.received_at.desc(), events.c.id)
+        if kind is not None:
+            query = query.where(events.c.kind == kind)
+        if task is not None:
+            query = query.where(sa.or_(events.c.task_id == task, events.c.task_ref == task))
         async with self._read() as conn:
-            rows = await conn.execute(
-                events.select()
-                .order_by(events.c.received_at.desc())
-                .limit(_page(limit))
-                .offset(offset)
-            )
+            rows = await conn.execute(query.limit(_page(limit)).offset(offset))
             return [dict(r._mapping) for r in rows]
+
+    async def queue_stats(self) -> tuple[int, float | None]:
+        """(deliveries pending or running, creation time of the oldest pending one): one
+        aggregate over the `(state, next_attempt_at)` index, cheap enough for every scrape."""
+        query = sa.select(
+            sa.func.count(),
+            sa.func.min(
+                sa.case((deliveries.c.state == "pending", deliveries.c.created_at), else_=None)
+            ),
+        ).where(deliveries.c.state.in_(("pending", "running")))
+        async with self._read() as conn:
+            depth, oldest = (await conn.execute(query)).one()
+        return int(depth), None if oldest is None else float(oldest)
 
     async def get_delivery(self, delivery_id: str) -> dict[str, Any] | None:
         async with self._read() as conn:
@@ -127,7 +160,7 @@ class Queries:
         offset: int = 0,
         handler: str | None = None,
     ) -> list[dict[str, Any]]:
-        query = deliveries.select().order_by(deliveries.c.updated_at.desc())
+        query = deliveries.select().order_by(deliveries.c.updated_at.desc(), deliveries.c.id)
         if state is not None:
             query = query.where(deliveries.c.state == state)
         if handler is not None:
@@ -135,3 +168,23 @@ class Queries:
         async with self._read() as conn:
             rows = await conn.execute(query.limit(_page(limit)).offset(offset))
             return [dict(r._mapping) for r in rows]
+
+    async def inbox_bodies(self, upstream_id: str) -> list[dict[str, Any]]:
+        """A task's raw inbound payloads, oldest first (the dashboard shows them redacted)."""
+        async with self._read() as conn:
+            rows = await conn.execute(
+                inbox.select().where(inbox.c.task_id == upstream_id).order_by(inbox.c.received_at)
+            )
+            return [dict(r._mapping) for r in rows]
+
+    async def events_for(
+        self, *, task_refs: list[str] | None = None, ids: list[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Events of several tasks (the dashboard's song list) or with the given ids."""
+        query = events.select().order_by(events.c.received_at)
+        if task_refs is not None:
+            query = query.where(events.c.task_ref.in_(task_refs))
+        if ids is not None:
+            query = query.where(events.c.id.in_(ids))
+        async with self._read() as conn:
+            return [dict(r._mapping) for r in await conn.execute(query)]
