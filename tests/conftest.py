@@ -19,6 +19,7 @@ from handlers.base import HandlerContext
 from receiver.sandbox import SandboxOptions, create_sandbox_app
 from receiver.signing import sign_callback
 from receiver.spool import DownloadPolicy, Spool
+from receiver.store import SqlStore, open_store
 from tests.s3_server import moto_s3
 from tests.servers import Process, free_port, run_asgi
 
@@ -114,6 +115,29 @@ class Relay:
         return sorted(self.songs.rglob("*.wav")) if self.songs.exists() else []
 
 
+def new_relay(workdir: Path, sandbox: str, config: str, **env: str) -> Relay:
+    """A relay (not started) in `workdir`: `config` written there (`{workdir}` filled in), its
+    own port, fresh secrets, SQLite file and spool; loopback downloads allowed; `env` on top."""
+    (workdir / "relay.toml").write_text(config.replace("{workdir}", str(workdir)))
+    port = free_port()
+    full_env = {
+        "PORT": str(port),
+        "AIMUSIC_API_KEY": "test-key",
+        "AIMUSIC_BASE_URL": sandbox,
+        "RELAY_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "RELAY_SECRET_KEY": secrets.token_urlsafe(16),
+        "RELAY_ADMIN_TOKEN": secrets.token_urlsafe(16),
+        "DATABASE_URL": f"sqlite:///{workdir / 'relay.db'}",
+        "RELAY_CONFIG": str(workdir / "relay.toml"),
+        "RELAY_ALLOW_PRIVATE_NETWORKS": "true",
+        "RELAY_SPOOL_DIR": str(workdir / "spool"),
+        "RELAY_LOG_FORMAT": "json",
+        "PYTHONPATH": str(REPO),
+        **env,
+    }
+    return Relay(workdir, full_env)
+
+
 @pytest.fixture
 def make_relay(tmp_path: Path, sandbox: str) -> Iterator[Callable[..., Relay]]:
     """Factory: `make_relay(config=..., **env)` starts a relay; all are stopped at the end."""
@@ -124,24 +148,7 @@ def make_relay(tmp_path: Path, sandbox: str) -> Iterator[Callable[..., Relay]]:
         workdir.mkdir()
         if config is None:
             config = f'[[handlers]]\nname = "disk"\ntype = "disk"\npath = "{workdir / "songs"}"\n'
-        (workdir / "relay.toml").write_text(config.replace("{workdir}", str(workdir)))
-        port = free_port()
-        full_env = {
-            "PORT": str(port),
-            "AIMUSIC_API_KEY": "test-key",
-            "AIMUSIC_BASE_URL": sandbox,
-            "RELAY_PUBLIC_URL": f"http://127.0.0.1:{port}",
-            "RELAY_SECRET_KEY": secrets.token_urlsafe(16),
-            "RELAY_ADMIN_TOKEN": secrets.token_urlsafe(16),
-            "DATABASE_URL": f"sqlite:///{workdir / 'relay.db'}",
-            "RELAY_CONFIG": str(workdir / "relay.toml"),
-            "RELAY_ALLOW_PRIVATE_NETWORKS": "true",
-            "RELAY_SPOOL_DIR": str(workdir / "spool"),
-            "RELAY_LOG_FORMAT": "json",
-            "PYTHONPATH": str(REPO),
-            **env,
-        }
-        relay = Relay(workdir, full_env)
+        relay = new_relay(workdir, sandbox, config, **env)
         started.append(relay)
         return relay.start() if start else relay
 
@@ -287,6 +294,18 @@ def make_pg_url() -> Iterator[Callable[[], str]]:
             f"WHERE application_name = '{schema}'"
         )
         _postgres_admin(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store(
+    request: pytest.FixtureRequest, tmp_path: Path, make_pg_url: Callable[[], str]
+) -> AsyncIterator[SqlStore]:
+    """An opened, migrated store on a fresh database (SQLite file or PostgreSQL schema)."""
+    url = f"sqlite:///{tmp_path / 'store.db'}" if request.param == "sqlite" else make_pg_url()
+    opened = open_store(url)
+    await opened.open()
+    yield opened
+    await opened.close()
 
 
 os.environ.setdefault("NO_COLOR", "1")

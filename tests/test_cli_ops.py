@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import secrets
 import signal
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import REPO, Relay
+from tests.conftest import Relay, new_relay
 from tests.servers import free_port
 
 pytestmark = pytest.mark.slow
@@ -63,27 +62,10 @@ def _broken_relay(make: Callable[..., Relay]) -> tuple[Relay, dict[str, Any]]:
 def populated(tmp_path_factory: pytest.TempPathFactory, sandbox: str) -> Iterator[Relay]:
     """One relay, one delivered song, one dead letter; shared by the read-only tests."""
     workdir = tmp_path_factory.mktemp("ops")
-    relays: list[Relay] = []
 
     def make(config: str, start: bool = True) -> Relay:
-        (workdir / "relay.toml").write_text(config.replace("{workdir}", str(workdir)))
-        port = free_port()
-        env = {
-            "PORT": str(port),
-            "AIMUSIC_API_KEY": "test-key",
-            "AIMUSIC_BASE_URL": sandbox,
-            "RELAY_PUBLIC_URL": f"http://127.0.0.1:{port}",
-            "RELAY_SECRET_KEY": secrets.token_urlsafe(16),
-            "RELAY_ADMIN_TOKEN": secrets.token_urlsafe(16),
-            "DATABASE_URL": f"sqlite:///{workdir / 'relay.db'}",
-            "RELAY_CONFIG": str(workdir / "relay.toml"),
-            "RELAY_ALLOW_PRIVATE_NETWORKS": "true",
-            "RELAY_SPOOL_DIR": str(workdir / "spool"),
-            "RELAY_LOG_FORMAT": "json",
-            "PYTHONPATH": str(REPO),
-        }
-        relays.append(Relay(workdir, env))
-        return relays[-1].start() if start else relays[-1]
+        made = new_relay(workdir, sandbox, config)
+        return made.start() if start else made
 
     relay, _task = _broken_relay(make)
     yield relay

@@ -5,10 +5,8 @@
 from __future__ import annotations
 
 import collections
-import io
 import json
 import unicodedata
-import wave
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,21 +25,10 @@ from handlers.base import Handler, HandlerError
 from handlers.disk import DiskHandler, safe_name
 from receiver.models import Event
 from tests.conftest import MakeContext
+from tests.media_server import make_wav
 from tests.servers import run_asgi
 
-
-def make_wav() -> bytes:
-    """A short, valid mono WAV file."""
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(8000)
-        out.writeframes(b"\x01\x02" * 2000)
-    return buffer.getvalue()
-
-
-WAV = make_wav()
+WAV = make_wav(b"\x01\x02" * 2000)
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
 RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{n}" for n in range(1, 10))}
 

@@ -16,98 +16,22 @@ import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response, StreamingResponse
-from starlette.routing import Route
 
 from handlers.base import HandlerError
 from receiver.spool import DownloadPolicy, Spool
 from tests.conftest import Relay, signed
-from tests.servers import run_asgi
-from tests.test_spool import WAV
-
-CHUNK = b"x" * 65536
-
-
-@dataclass
-class Audio:
-    """The loopback audio server: its port, each tagged request it saw and the Host it named."""
-
-    url: str = ""
-    hits: collections.Counter[str] = field(default_factory=collections.Counter)
-    hosts: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def port(self) -> int:
-        return int(self.url.rsplit(":", 1)[1])
-
-    def seen(self, tag: str) -> list[str]:
-        """Requests carrying `tag`, also inside a URL-encoded redirect target."""
-        token = tag.partition("=")[2]
-        return [key for key in self.hits if token in key]
-
-
-def audio_app(audio: Audio) -> Starlette:
-    def record(request: Request) -> None:
-        key = f"{request.url.path}?{request.url.query}"
-        audio.hits[key] += 1
-        audio.hosts[key] = request.headers.get("host", "")
-
-    async def song(request: Request) -> Response:
-        record(request)
-        return Response(WAV, media_type="audio/wav")
-
-    async def page(request: Request) -> Response:
-        record(request)
-        return Response("<html>login</html>", media_type="text/html")
-
-    async def big(request: Request) -> Response:
-        record(request)
-
-        async def body() -> AsyncIterator[bytes]:
-            await asyncio.sleep(1.0)
-            yield b"x"
-
-        headers = {"Content-Length": str(1 << 30)}
-        return StreamingResponse(body(), media_type="audio/wav", headers=headers)
-
-    async def endless(request: Request) -> Response:
-        record(request)
-
-        async def body() -> AsyncIterator[bytes]:
-            while True:
-                yield CHUNK
-                await asyncio.sleep(0)
-
-        return StreamingResponse(body(), media_type="audio/mpeg")
-
-    async def go(request: Request) -> Response:
-        record(request)
-        return RedirectResponse(request.query_params["to"], status_code=302)
-
-    return Starlette(
-        routes=[
-            Route("/song.wav", song),
-            Route("/page.html", page),
-            Route("/big.wav", big),
-            Route("/endless.mp3", endless),
-            Route("/go", go),
-        ]
-    )
+from tests.media_server import WAV, Media, serve_media
 
 
 @pytest.fixture(scope="module")
-def audio() -> Iterator[Audio]:
-    state = Audio()
-    with run_asgi(audio_app(state)) as url:
-        state.url = url
+def audio() -> Iterator[Media]:
+    """The media server of the spool tests, as this module's audio source."""
+    with serve_media() as state:
         yield state
 
 
@@ -117,7 +41,7 @@ def tag() -> str:
 
 
 @pytest.fixture
-async def via_proxy(audio: Audio) -> AsyncIterator[httpx.AsyncClient]:
+async def via_proxy(audio: Media) -> AsyncIterator[httpx.AsyncClient]:
     """Every request goes to the audio server, so a public address answers on loopback."""
     async with httpx.AsyncClient(proxy=audio.url, trust_env=False) as client:
         yield client
@@ -147,7 +71,7 @@ DISGUISES = [
 
 @pytest.mark.parametrize("to", DISGUISES)
 async def test_redirect_to_a_disguised_private_address_is_refused(
-    to: str, audio: Audio, tag: str, tmp_path: Path, via_proxy: httpx.AsyncClient
+    to: str, audio: Media, tag: str, tmp_path: Path, via_proxy: httpx.AsyncClient
 ) -> None:
     """A public URL redirecting to a private address in any spelling is refused for good,
     before the second request is made."""
@@ -161,7 +85,7 @@ async def test_redirect_to_a_disguised_private_address_is_refused(
 
 @pytest.mark.parametrize("url", DISGUISES)
 async def test_disguised_private_address_is_refused_and_never_contacted(
-    url: str, audio: Audio, tag: str, tmp_path: Path, http: httpx.AsyncClient
+    url: str, audio: Media, tag: str, tmp_path: Path, http: httpx.AsyncClient
 ) -> None:
     """Asked directly, each spelling is refused for good and the loopback server sees nothing."""
     with pytest.raises(HandlerError) as caught:
@@ -171,7 +95,7 @@ async def test_disguised_private_address_is_refused_and_never_contacted(
 
 
 async def test_the_same_file_is_fetched_when_private_networks_are_allowed(
-    audio: Audio, tag: str, tmp_path: Path, http: httpx.AsyncClient
+    audio: Media, tag: str, tmp_path: Path, http: httpx.AsyncClient
 ) -> None:
     """The control: with the flag on, the loopback file the tests above refuse is fetched."""
     spool = guarded(tmp_path, http, allow_private_networks=True)
@@ -220,7 +144,7 @@ def fake_dns(monkeypatch: pytest.MonkeyPatch) -> Callable[[Answers], list[str]]:
 
 
 async def test_names_resolving_to_private_addresses_are_refused(
-    fake_dns: Callable[[Answers], list[str]], audio: Audio, tag: str, tmp_path: Path
+    fake_dns: Callable[[Answers], list[str]], audio: Media, tag: str, tmp_path: Path
 ) -> None:
     """A name with one private address among public ones, or only private ones, is refused."""
     fake_dns({"mixed.example": [["93.184.216.34", "127.0.0.1"]], "evil.example": [["10.0.0.7"]]})
@@ -233,7 +157,7 @@ async def test_names_resolving_to_private_addresses_are_refused(
 
 
 async def test_dns_rebinding_cannot_steer_the_connection_to_loopback(
-    fake_dns: Callable[[Answers], list[str]], audio: Audio, tag: str, tmp_path: Path
+    fake_dns: Callable[[Answers], list[str]], audio: Media, tag: str, tmp_path: Path
 ) -> None:
     """The name answers a public address to the guard and 127.0.0.1 afterwards: the request
     goes to the checked public address (unreachable here), never to the loopback server."""
@@ -249,7 +173,7 @@ async def test_dns_rebinding_cannot_steer_the_connection_to_loopback(
 
 async def test_checked_address_is_used_with_the_name_kept_in_host(
     fake_dns: Callable[[Answers], list[str]],
-    audio: Audio,
+    audio: Media,
     tag: str,
     tmp_path: Path,
     via_proxy: httpx.AsyncClient,
@@ -272,7 +196,7 @@ async def test_checked_address_is_used_with_the_name_kept_in_host(
     ],
 )
 async def test_oversize_and_wrong_types_from_public_hosts_are_permanent(
-    path: str, needle: str, audio: Audio, tag: str, tmp_path: Path, via_proxy: httpx.AsyncClient
+    path: str, needle: str, audio: Media, tag: str, tmp_path: Path, via_proxy: httpx.AsyncClient
 ) -> None:
     """Declared oversize, an endless body and an HTML page: refused for good (not retried)."""
     spool = guarded(tmp_path, via_proxy, max_bytes=1024 * 1024)
@@ -284,7 +208,7 @@ async def test_oversize_and_wrong_types_from_public_hosts_are_permanent(
     )
 
 
-def _callback(audio: Audio, tag: str) -> dict[str, Any]:
+def _callback(audio: Media, tag: str) -> dict[str, Any]:
     clip = {
         "clip_id": f"clip-{tag[2:10]}",
         "state": "succeeded",
@@ -308,7 +232,7 @@ def _settled_delivery(relay: Relay, timeout: float = 20.0) -> dict[str, Any]:
 @pytest.mark.slow
 @pytest.mark.parametrize("allowed", ["false", "true"])
 def test_relay_records_the_refusal_as_a_permanent_delivery_error(
-    allowed: str, audio: Audio, tag: str, make_relay: Callable[..., Relay]
+    allowed: str, audio: Media, tag: str, make_relay: Callable[..., Relay]
 ) -> None:
     """End to end (callback → store → dispatcher → disk handler → spool): with private networks
     refused the delivery is dead at once with the reason recorded and nothing fetched; with

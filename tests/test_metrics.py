@@ -3,9 +3,8 @@ and the admin API's filters, paging and refusals on the same run."""
 
 from __future__ import annotations
 
-import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +13,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from receiver.sandbox import SandboxOptions, create_sandbox_app
-from receiver.store import Inbound, NewTask, SqlStore, open_store
-from tests.conftest import REPO, Relay, finished_sandbox_task, signed, songs
+from receiver.store import Inbound, NewTask, SqlStore
+from tests.conftest import Relay, finished_sandbox_task, new_relay, signed, songs
 from tests.servers import free_port, run_asgi
 
 pytestmark = pytest.mark.slow
@@ -71,27 +70,8 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 def start_relay(workdir: Path, sandbox: str, **env: str) -> Relay:
     """A relay process like conftest's `make_relay`, for a module-scoped scenario."""
     workdir.mkdir(parents=True)
-    (workdir / "relay.toml").write_text(CONFIG.replace("{workdir}", str(workdir)))
-    port = free_port()
-    return Relay(
-        workdir,
-        {
-            "PORT": str(port),
-            "AIMUSIC_API_KEY": "test-key",
-            "AIMUSIC_BASE_URL": sandbox,
-            "AIMUSIC_WEBHOOK_SECRET": SHARED_SECRET,
-            "RELAY_PUBLIC_URL": f"http://127.0.0.1:{port}",
-            "RELAY_SECRET_KEY": secrets.token_urlsafe(16),
-            "RELAY_ADMIN_TOKEN": secrets.token_urlsafe(16),
-            "DATABASE_URL": f"sqlite:///{workdir / 'relay.db'}",
-            "RELAY_CONFIG": str(workdir / "relay.toml"),
-            "RELAY_ALLOW_PRIVATE_NETWORKS": "true",
-            "RELAY_SPOOL_DIR": str(workdir / "spool"),
-            "RELAY_LOG_FORMAT": "json",
-            "PYTHONPATH": str(REPO),
-            **env,
-        },
-    ).start()
+    env = {"AIMUSIC_WEBHOOK_SECRET": SHARED_SECRET, **env}
+    return new_relay(workdir, sandbox, CONFIG, **env).start()
 
 
 class Run:
@@ -429,18 +409,6 @@ def test_two_apps_in_one_process_count_apart(tmp_path: Path, sandbox: str) -> No
             for url in (one, two)
         ]
     assert [1, 0] == counted
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store(
-    request: pytest.FixtureRequest, tmp_path: Path, make_pg_url: Callable[[], str]
-) -> AsyncIterator[SqlStore]:
-    """An opened store on a fresh SQLite file or PostgreSQL schema."""
-    url = f"sqlite:///{tmp_path / 'store.db'}" if request.param == "sqlite" else make_pg_url()
-    opened = open_store(url)
-    await opened.open()
-    yield opened
-    await opened.close()
 
 
 async def test_label_filters_and_queue_stats_on_every_backend(store: SqlStore) -> None:

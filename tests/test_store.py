@@ -4,24 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 
-import pytest
-
-from receiver.store import Inbound, NewTask, SqlStore, open_store
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store(
-    request: pytest.FixtureRequest, tmp_path: Path, make_pg_url: Callable[[], str]
-) -> AsyncIterator[SqlStore]:
-    """An opened, migrated store on a fresh database (SQLite file or PostgreSQL schema)."""
-    url = f"sqlite:///{tmp_path / 'store.db'}" if request.param == "sqlite" else make_pg_url()
-    opened = open_store(url)
-    await opened.open()
-    yield opened
-    await opened.close()
+from receiver.store import Inbound, NewTask, SqlStore
 
 
 def _route(kind: str, platform: str, labels: object, only: object) -> list[tuple[str, int]]:
