@@ -62,6 +62,7 @@ events = sa.Table(
 )
 sa.Index("ix_events_task_id", events.c.task_id)
 sa.Index("ix_events_received_at", events.c.received_at)
+sa.Index("ix_events_task_ref", events.c.task_ref)
 
 deliveries = sa.Table(
     "deliveries",
