@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 import sys
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
@@ -143,27 +144,45 @@ def events(
 async def _follow_events(
     settings: Settings, limit: int, show: Callable[[dict[str, Any]], None]
 ) -> None:
-    """Print the last `limit` events, then poll for new ones. An event that leaves the newest
-    page can never come back to it, so remembering the ids of the newest page is enough."""
-    async with open_existing_store(settings) as store:
-        recent = await store.list_events(max(limit, 50))
-        for row in reversed(recent[:limit]):
-            show(row)
-        seen = {row["id"] for row in recent}
-        if sys.stderr.isatty():
-            err.print("[dim]following new events; Ctrl-C to stop[/]")
-        while True:
-            await asyncio.sleep(FOLLOW_POLL_S)
-            page = 50
-            while True:
-                recent = await store.list_events(page)
-                fresh = [row for row in recent if row["id"] not in seen]
-                if len(fresh) < len(recent) or len(recent) < page or page >= 500:
-                    break
-                page *= 4  # a burst: everything on the page is new, look further back
-            for row in sorted(fresh, key=lambda r: (r["received_at"], r["id"])):
+    """Print the last `limit` events, then poll for new ones until Ctrl-C (or SIGTERM).
+
+    The signal only sets an event, checked between polls: cancelling the task in the middle of
+    a database call (what asyncio.run does on Ctrl-C) could leave the driver's thread waiting
+    and the command hanging instead of ending. An event that leaves the newest page can never
+    come back to it, so remembering the ids of the newest page is enough."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        async with open_existing_store(settings) as store:
+            recent = await store.list_events(max(limit, 50))
+            for row in reversed(recent[:limit]):
                 show(row)
             seen = {row["id"] for row in recent}
+            if sys.stderr.isatty():
+                err.print("[dim]following new events; Ctrl-C to stop[/]")
+            while not await _stopped(stop, FOLLOW_POLL_S):
+                page = 50
+                while True:
+                    recent = await store.list_events(page)
+                    fresh = [row for row in recent if row["id"] not in seen]
+                    if len(fresh) < len(recent) or len(recent) < page or page >= 500:
+                        break
+                    page *= 4  # a burst: everything on the page is new, look further back
+                for row in sorted(fresh, key=lambda r: (r["received_at"], r["id"])):
+                    show(row)
+                seen = {row["id"] for row in recent}
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+async def _stopped(stop: asyncio.Event, wait_s: float) -> bool:
+    """Wait up to `wait_s` for `stop`; True once it is set."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), wait_s)
+    return stop.is_set()
 
 
 @app.command("dead-letters")

@@ -166,7 +166,7 @@ def test_events_follow_prints_new_events_until_sigint(populated: Relay) -> None:
     finally:
         if follow.poll() is None:
             follow.kill()
-            follow.wait()
+            follow.communicate()  # reap it and close its pipes, whatever failed above
     assert 0 == follow.returncode, stderr
     assert "Traceback" not in stderr
 
