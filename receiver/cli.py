@@ -67,7 +67,7 @@ def _run(coroutine_factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind; 0.0.0.0 on a PaaS.")] = "127.0.0.1",
-    port: Annotated[int | None, typer.Option(help="Listen port [default: $PORT or 8000].")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port (default: $PORT or 8000).")] = None,
 ) -> None:
     """Receive callbacks and serve the API; dispatches in-process on SQLite."""
     import uvicorn
@@ -110,11 +110,12 @@ def sandbox(
         bool, typer.Option("--rate-limit", help="429 beyond 2 requests/s per key.")
     ] = False,
     error_rate: Annotated[float, typer.Option(help="Fraction of API requests answered 500.")] = 0.0,
-    credits: Annotated[float, typer.Option(help="Starting credits (create costs 10).")] = 10_000,
+    credits: Annotated[float, typer.Option(help="Starting credits (creates: 10 or 15).")] = 10_000,
 ) -> None:
     """Run the AI Music API emulator.
 
-    Prompt markers inject faults: #fail #nocallback #dup #slowcallback #badsig #streaming.
+    Prompt markers inject faults: #fail #nocallback #dup #slowcallback #badsig #streaming
+    #never, and #copyright in lyrics.
     """
     from receiver.sandbox import SandboxOptions
     from receiver.sandbox import serve as serve_sandbox
@@ -196,7 +197,7 @@ def demo(
         Path | None,
         typer.Option(
             "--dir",
-            help="Where to put the database and songs [default: a new temporary directory].",
+            help="Where to put the database and songs (default: a new temporary directory).",
         ),
     ] = None,
     prompt: Annotated[

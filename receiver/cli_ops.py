@@ -22,6 +22,7 @@ from receiver import _cli_render as render
 from receiver.cli import _fail, _run, _settings, app, err, out
 from receiver.errors import RelayError, StoreUnavailable
 from receiver.logging import configure_logging
+from receiver.routes._params import TASK_STATES  # the API's list: one source
 
 if TYPE_CHECKING:  # the store pulls in SQLAlchemy, psycopg and Alembic: import on use
     from receiver.config import Settings
@@ -29,7 +30,6 @@ if TYPE_CHECKING:  # the store pulls in SQLAlchemy, psycopg and Alembic: import 
 
 __all__ = ["TASK_STATES", "open_existing_store"]
 
-TASK_STATES = ("submitting", "submitted", "running", "succeeded", "failed", "timed_out", "unknown")
 FOLLOW_POLL_S = 0.5
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts (no colour).")]
 LimitOption = Annotated[int, typer.Option(min=1, max=500, help="How many rows at most.")]
