@@ -256,9 +256,10 @@ class Dispatcher:
                 started,
             )
             return
+        seconds = time.monotonic() - started
         await self.store.succeed(claim, self.owner, dict(result) if result else None)
-        self.metrics.delivery(claim.handler, "succeeded", time.monotonic() - started)
-        bound.info("delivery succeeded", duration_ms=round((time.monotonic() - started) * 1000, 1))
+        self.metrics.delivery(claim.handler, "succeeded", seconds)
+        bound.info("delivery succeeded", duration_ms=round(seconds * 1000, 1))
 
     async def _failed(
         self,

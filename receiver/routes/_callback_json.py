@@ -14,13 +14,33 @@ import json
 import math
 from typing import Any
 
-__all__ = ["MAX_DEPTH", "check_lengths", "parse_json"]
+import sqlalchemy as sa
+
+from receiver.store.schema import events, inbox
+
+__all__ = ["EVENT_HEADER_CHARS", "MAX_DEPTH", "check_lengths", "parse_json"]
 
 MAX_DEPTH = 32
 """Deepest nesting accepted; the provider's callbacks use four levels."""
 
-_COLUMN_LIMITS = {"task_id": 128, "clip_id": 128, "platform": 32, "webhook_id": 256}
-"""Longest value each stored id may have (the column sizes in `store/schema.py`)."""
+
+def _chars(column: sa.Column[Any]) -> int:
+    length = getattr(column.type, "length", None)
+    if not isinstance(length, int):
+        raise TypeError(f"{column} has no length")
+    return length
+
+
+_COLUMN_LIMITS = {
+    "task_id": _chars(events.c.task_id),
+    "clip_id": _chars(events.c.clip_id),
+    "platform": _chars(events.c.platform),
+    "webhook_id": _chars(inbox.c.webhook_id),
+}
+"""Longest value each stored id may have: read from `store/schema.py`, so they cannot drift."""
+
+EVENT_HEADER_CHARS = _chars(inbox.c.event_header)
+"""The stored X-Webhook-Event header is cut to this (informational, so cut, not refused)."""
 
 
 def parse_json(body: bytes) -> Any:

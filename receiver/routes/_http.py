@@ -16,6 +16,7 @@ __all__ = [
     "BodyTooLarge",
     "body_timeout_answer",
     "error",
+    "first_line",
     "present",
     "read_body",
     "require_admin",
@@ -39,6 +40,12 @@ def error(
 ) -> JSONResponse:
     """The contract's error body: `{"error": code, "detail": text}`; never echoes secrets."""
     return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
+
+
+def first_line(exc: Exception) -> str:
+    """The start of an exception's message for a 400's `detail` (its type when it has none)."""
+    text = str(exc)
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 async def read_body(request: Request, limit: int, timeout_s: float = BODY_TIMEOUT_S) -> bytes:

@@ -30,13 +30,13 @@ from receiver.dashboard.session import (
 )
 from receiver.errors import UpstreamError
 from receiver.routes._http import BodyTooLarge
+from receiver.routes._params import DELIVERY_STATES
 from receiver.services import Services
 from receiver.submit import SubmitRefused, submit
 
 __all__ = ["middleware", "routes"]
 
 PAGE_SIZE = 25
-DELIVERY_STATES = ("pending", "running", "succeeded", "dead")
 
 
 def middleware(settings: Settings) -> Middleware:

@@ -25,7 +25,14 @@ from receiver.models import FAMILIES, EventKind
 from receiver.openapi import openapi_document
 from receiver.routes import _params
 from receiver.routes._callback_json import parse_json
-from receiver.routes._http import BodyTooLarge, error, present, read_body, require_admin
+from receiver.routes._http import (
+    BodyTooLarge,
+    error,
+    first_line,
+    present,
+    read_body,
+    require_admin,
+)
 from receiver.services import Services
 from receiver.submit import SubmitRefused, SubmitRequest, submit
 
@@ -80,7 +87,7 @@ async def create_task(request: Request, services: Services) -> Response:
     except ValidationError as exc:
         return error(400, "bad_request", _validation_detail(exc))
     except ValueError as exc:
-        return error(400, "bad_request", f"body is not usable JSON: {_first_line(exc)}")
+        return error(400, "bad_request", f"body is not usable JSON: {first_line(exc)}")
     try:
         task = await submit(services, body)
     except SubmitRefused as exc:
@@ -195,10 +202,6 @@ def _page(request: Request, rows: list[dict[str, Any]], limit: int, offset: int)
         next_url = request.url.include_query_params(offset=next_offset, limit=limit)
         headers["Link"] = f'<{next_url}>; rel="next"'
     return JSONResponse(present(rows[:limit]), headers=headers)
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
 
 
 def _validation_detail(exc: ValidationError) -> str:

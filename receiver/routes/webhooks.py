@@ -19,8 +19,8 @@ from starlette.routing import Route
 from receiver.errors import SignatureError, StoreUnavailable
 from receiver.logging import get_logger
 from receiver.models import CallbackBody, normalise
-from receiver.routes._callback_json import check_lengths, parse_json
-from receiver.routes._http import BodyTimeout, BodyTooLarge, error, read_body
+from receiver.routes._callback_json import EVENT_HEADER_CHARS, check_lengths, parse_json
+from receiver.routes._http import BodyTimeout, BodyTooLarge, error, first_line, read_body
 from receiver.services import Services
 from receiver.signing import verify_callback
 from receiver.store import Inbound
@@ -82,7 +82,7 @@ async def _receive(request: Request) -> Response:
             check_lengths(clip_id=clip_id)
         check_lengths(task_id=parsed.task_id, platform=platform, webhook_id=webhook_id)
     except (ValueError, ValidationError) as exc:
-        return error(400, "bad_payload", f"not the provider's callback JSON: {_first_line(exc)}")
+        return error(400, "bad_payload", f"not the provider's callback JSON: {first_line(exc)}")
     if parsed.task_id is None and task_ref is None:
         return error(400, "bad_payload", "the callback names no task_id")
 
@@ -152,11 +152,7 @@ def _platform(body: CallbackBody) -> str:
 
 def _event_header(value: str | None) -> str | None:
     """The X-Webhook-Event header as stored: informational, so cut to its column's size."""
-    return value[:64] if value is not None else None
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).splitlines()[0][:200]
+    return value[:EVENT_HEADER_CHARS] if value is not None else None
 
 
 routes = [
