@@ -31,6 +31,25 @@ def callback(i: int) -> dict[str, Any]:
     }
 
 
+def relay_env(workdir: Path, database_url: str, config: str, **extra: str) -> dict[str, str]:
+    """The environment of a relay `serve`/`worker` process with `config` as its relay.toml:
+    callbacks signed with SECRET on the shared route, no reachable upstream, JSON logs."""
+    (workdir / "relay.toml").write_text(config)
+    return {
+        "DATABASE_URL": database_url,
+        "RELAY_SECRET_KEY": secrets.token_urlsafe(16),
+        "AIMUSIC_WEBHOOK_SECRET": SECRET,
+        "AIMUSIC_BASE_URL": "http://127.0.0.1:9",
+        "RELAY_CALLBACKS": "off",
+        "RELAY_CONFIG": str(workdir / "relay.toml"),
+        "RELAY_LOG_FORMAT": "json",
+        "RELAY_LOG_LEVEL": "warning",
+        "RELAY_SPOOL_DIR": str(workdir / "spool"),
+        "PYTHONPATH": str(REPO),
+        **extra,
+    }
+
+
 class Cluster:
     """Processes of one deployment: same DATABASE_URL, secrets and handler file."""
 
@@ -50,21 +69,7 @@ class Cluster:
             f'log_file = "{workdir / name}.jsonl"\nsleep_s = {sleep_s}\nconcurrency = 16\n\n'
             for name in handlers
         )
-        (workdir / "relay.toml").write_text(config)
-        self.env = {
-            "DATABASE_URL": database_url,
-            "RELAY_SECRET_KEY": secrets.token_urlsafe(16),
-            "AIMUSIC_WEBHOOK_SECRET": SECRET,
-            "AIMUSIC_BASE_URL": "http://127.0.0.1:9",
-            "RELAY_CALLBACKS": "off",
-            "RELAY_CONFIG": str(workdir / "relay.toml"),
-            "RELAY_LEASE_S": "2",
-            "RELAY_LOG_FORMAT": "json",
-            "RELAY_LOG_LEVEL": "warning",
-            "RELAY_SPOOL_DIR": str(workdir / "spool"),
-            "PYTHONPATH": str(REPO),
-            **env,
-        }
+        self.env = relay_env(workdir, database_url, config, **{"RELAY_LEASE_S": "2", **env})
         self.webs: list[tuple[Process, str]] = []
         self.workers: list[Process] = []
 

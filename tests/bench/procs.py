@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import psycopg
 
+from tests import pg_cluster
 from tests.conftest import POSTGRES_URL, REPO, schema_url, signed
 from tests.servers import Process, free_port
 
@@ -28,21 +29,13 @@ info lines would be a cost the baseline does not pay (they go to a file here, no
 
 
 def relay_env(workdir: Path, database_url: str, config: str, **extra: str) -> dict[str, str]:
-    """The environment of a relay `serve`/`worker` process with `config` as its relay.toml."""
-    (workdir / "relay.toml").write_text(config)
-    return {
-        "DATABASE_URL": database_url,
-        "RELAY_SECRET_KEY": secrets.token_urlsafe(16),
-        "AIMUSIC_WEBHOOK_SECRET": SECRET,
-        "AIMUSIC_BASE_URL": "http://127.0.0.1:9",
-        "RELAY_CALLBACKS": "off",
-        "RELAY_CONFIG": str(workdir / "relay.toml"),
-        "RELAY_LOG_FORMAT": "json",
-        "RELAY_LOG_LEVEL": LOG_LEVEL,
-        "RELAY_SPOOL_DIR": str(workdir / "spool"),
-        "PYTHONPATH": str(REPO),
-        **extra,
-    }
+    """The scale-out tests' relay environment, with the bench's secret and log level."""
+    return pg_cluster.relay_env(
+        workdir,
+        database_url,
+        config,
+        **{"AIMUSIC_WEBHOOK_SECRET": SECRET, "RELAY_LOG_LEVEL": LOG_LEVEL, **extra},
+    )
 
 
 def send_callback(url: str, name: str, audio_url: str | None) -> None:
