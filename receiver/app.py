@@ -17,7 +17,6 @@ from receiver.poller import Poller
 from receiver.routes import admin, api, health, metrics, webhooks
 from receiver.routes._http import BodyTimeout, body_timeout_answer
 from receiver.services import Services, build_services
-from receiver.submit import callbacks_enabled
 
 __all__ = ["create_app", "start_background"]
 
@@ -44,7 +43,7 @@ async def start_background(services: Services) -> AsyncIterator[Dispatcher]:
         lease_s=services.settings.relay_lease_s,
         rate_per_s=services.settings.relay_poll_rate_per_s,
     )
-    if not callbacks_enabled(services):
+    if not services.settings.callbacks_enabled:
         log.warning(
             "callbacks are off: tasks are submitted without webhook_url and followed by polling",
             reason="RELAY_CALLBACKS=off"

@@ -117,6 +117,14 @@ class Settings(BaseSettings):
         """True when the upstream is the sandbox on this machine or a private network."""
         return _is_private_host(urlsplit(self.aimusic_base_url).hostname or "")
 
+    @property
+    def callbacks_enabled(self) -> bool:
+        """Send `webhook_url` on submit? `auto`: when the provider can reach us (public HTTPS),
+        or when the upstream is itself local (the sandbox), which can reach a local relay."""
+        if self.relay_callbacks != "auto":
+            return self.relay_callbacks == "on"
+        return self.upstream_is_local or is_public_https(self.public_url)
+
     def secret_values(self) -> list[str]:
         """Every secret value, so logging can redact them wherever they appear."""
         values: list[str] = []

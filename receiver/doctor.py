@@ -161,11 +161,11 @@ async def _upstream_check(settings: Settings) -> Check:
 
 
 async def _public_url_check(settings: Settings) -> Check:
-    """Can the provider reach us? Same rule as `receiver.submit.callbacks_enabled`."""
+    """Can the provider reach us, and will submit send `webhook_url` (`callbacks_enabled`)?"""
     url = settings.public_url
     public = is_public_https(url)
     mode = settings.relay_callbacks
-    callbacks = mode == "on" or (mode == "auto" and (settings.upstream_is_local or public))
+    callbacks = settings.callbacks_enabled
     reached = await _get_healthz(url)
     problems: list[str] = []
     advice = ""

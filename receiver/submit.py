@@ -14,14 +14,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from receiver.config import is_public_https
 from receiver.errors import OutcomeUnknown, RateLimited, RelayError, UpstreamError
 from receiver.logging import get_logger
 from receiver.models import TASK_LEVEL_CLIP, CreateAnswer
 from receiver.services import Services
 from receiver.store import Inbound, NewTask
 
-__all__ = ["SubmitRequest", "callbacks_enabled", "sonic_params", "submit"]
+__all__ = ["SubmitRequest", "sonic_params", "submit"]
 
 log = get_logger("aimusic_relay.submit")
 
@@ -44,15 +43,6 @@ class SubmitRequest(BaseModel):
 
 class SubmitRefused(RelayError):
     """The request names something that does not exist (e.g. a handler)."""
-
-
-def callbacks_enabled(services: Services) -> bool:
-    """Send `webhook_url`? `auto`: when the provider can reach us (public HTTPS), or when the
-    upstream is itself local (the sandbox), which can reach a local relay."""
-    settings = services.settings
-    if settings.relay_callbacks != "auto":
-        return settings.relay_callbacks == "on"
-    return settings.upstream_is_local or is_public_https(settings.public_url)
 
 
 def sonic_params(params: dict[str, Any]) -> dict[str, Any]:
@@ -119,7 +109,7 @@ async def submit(services: Services, request: SubmitRequest) -> dict[str, Any]:
     if request.family == "sonic":
         params = sonic_params(params)
     stored_params = dict(params)
-    callbacks = callbacks_enabled(services)
+    callbacks = services.settings.callbacks_enabled
     if callbacks:
         token = services.tokens.dumps(ref)
         params["webhook_url"] = f"{services.settings.public_url}/webhooks/aimusic/{token}"
