@@ -86,12 +86,12 @@ async def tasks_page(request: Request, services: Services, form: FormData) -> Re
     shown = found[:PAGE_SIZE]
     redactor = redactor_for(services)
     events = await services.store.events_for(task_refs=[t["id"] for t in shown])
-    dead = await services.store.list_deliveries("dead", 500)
+    dead_count = await services.store.count_deliveries("dead")
     return render(
         request,
         "tasks.html",
         redactor=redactor,
-        dead_count=len(dead),
+        dead_count=dead_count,
         tasks=shown,
         songs=views.latest_songs(events, redactor),
         offset=offset,

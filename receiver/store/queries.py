@@ -146,6 +146,12 @@ class Queries:
             depth, oldest = (await conn.execute(query)).one()
         return int(depth), None if oldest is None else float(oldest)
 
+    async def count_deliveries(self, state: str) -> int:
+        """How many deliveries are in `state` (the dashboard's dead-letter banner)."""
+        query = sa.select(sa.func.count()).where(deliveries.c.state == state)
+        async with self._read() as conn:
+            return int(await conn.scalar(query) or 0)
+
     async def get_delivery(self, delivery_id: str) -> dict[str, Any] | None:
         async with self._read() as conn:
             row = (
