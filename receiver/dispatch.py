@@ -3,6 +3,11 @@
 Shaped like procrastinate's worker: drain what is due, then wait for a wake-up *or* the next
 due time *or* a slow sweep *or* the stop signal. A wake-up only shortens the wait; the sweep
 always runs, so no delivery depends on a notification arriving.
+
+A claim brings everything a handler reads (see `receiver.store.outbox`), so a delivery costs
+the store nothing between its claim and its finish; claims take as many deliveries as there
+are free slots, finishes from many deliveries share the writer's transactions, and one
+renewal task keeps every in-flight lease alive (not a timer per delivery).
 """
 
 from __future__ import annotations
@@ -13,8 +18,9 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -26,7 +32,7 @@ from receiver.metrics import Metrics
 from receiver.pacing import Pacer
 from receiver.routing import ConfiguredHandler, HandlerSet
 from receiver.spool import DownloadPolicy, Spool
-from receiver.store import Claim, Store
+from receiver.store import Claim, Finish, Store
 
 __all__ = ["Dispatcher", "wait_any"]
 
@@ -71,6 +77,8 @@ class Dispatcher:
             h.name: Pacer(h.spec.rate_limit_per_s) for h in handlers if h.spec.rate_limit_per_s
         }
         self._paused_until: dict[str, float] = {}
+        self._next_due: float | None = None
+        """When the store said the next delivery is due, as of the last short claim."""
         self._task_url_base = f"{public_url}/admin/tasks/" if is_public_https(public_url) else None
         store.add_listener(self.wake)
 
@@ -83,20 +91,29 @@ class Dispatcher:
         `shutdown_grace_s` to finish, and release the rest (a PaaS restart sends SIGTERM and
         kills ~30 s later: released deliveries are taken over at once, not after a lease)."""
         log.info("dispatcher started", owner=self.owner, handlers=[h.name for h in self.handlers])
+        keeper = asyncio.create_task(self._keep_leases(), name="lease-keeper")
+        try:
+            await self._loop(stop)
+        finally:
+            await self._finish_in_flight()
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+        log.info("dispatcher stopped", owner=self.owner)
+
+    async def _loop(self, stop: asyncio.Event) -> None:
         failures = 0
         while not stop.is_set():
             self._wake.clear()
             try:
                 await self._drain(stop)
-                timeout = await self._idle_timeout()
+                timeout = self._idle_timeout()
                 failures = 0
             except StoreUnavailable as exc:
                 failures += 1
                 timeout = min(30.0, 0.5 * 2**failures)
                 log.warning("store unavailable; backing off", error=str(exc), retry_in_s=timeout)
             await wait_any(self._wake, stop, timeout)
-        await self._finish_in_flight()
-        log.info("dispatcher stopped", owner=self.owner)
 
     async def _finish_in_flight(self) -> None:
         if not self._running:
@@ -123,13 +140,14 @@ class Dispatcher:
             if free <= 0:
                 await asyncio.wait(self._running, return_when=asyncio.FIRST_COMPLETED)
                 continue
-            claims = await self.store.claim(self.owner, free, self.lease_s, self._paused())
-            for claim in claims:
+            claimed = await self.store.claim_due(self.owner, free, self.lease_s, self._paused())
+            self._next_due = claimed.next_due_at
+            for claim in claimed.claims:
                 task = asyncio.create_task(self._deliver(claim))
                 self._running.add(task)
                 self._claimed[task] = claim.delivery_id
                 task.add_done_callback(self._forget)
-            if len(claims) < free:
+            if len(claimed.claims) < free:
                 return
 
     def _forget(self, task: asyncio.Task[None]) -> None:
@@ -144,12 +162,11 @@ class Dispatcher:
                 del self._paused_until[name]
         return list(self._paused_until)
 
-    async def _idle_timeout(self) -> float:
-        paused = self._paused()
+    def _idle_timeout(self) -> float:
+        self._paused()
         wake_at = [time.time() + self.sweep_s, *self._paused_until.values()]
-        due = await self.store.next_due_at(paused)
-        if due is not None:
-            wake_at.append(due)
+        if self._next_due is not None:
+            wake_at.append(self._next_due)
         return max(0.0, min(wake_at) - time.time())
 
     async def _deliver(self, claim: Claim) -> None:
@@ -164,38 +181,56 @@ class Dispatcher:
             attempt=claim.attempt,
         )
         configured = self.handlers.get(claim.handler)
-        # Hold the lease from the start: waiting for a concurrency slot or the rate limit
-        # must not let it expire (another worker would run the same delivery).
-        keeper = asyncio.create_task(self._keep_lease(claim.delivery_id))
         try:
             if configured is None:
-                await self.store.fail(
+                await self._record(
                     claim,
-                    self.owner,
-                    f"handler {claim.handler!r} is no longer configured",
-                    "relay",
-                    None,
+                    "dead",
+                    error=f"handler {claim.handler!r} is no longer configured",
+                    blame="relay",
                 )
                 self.metrics.delivery(claim.handler, "dead")
                 bound.error("delivery dead: handler not configured")
                 return
+            # The lease is held from the claim on (see `_keep_leases`): waiting for a slot
+            # or the rate limit does not let it expire.
             async with self._per_handler[claim.handler]:
                 pacer = self._pacers.get(claim.handler)
                 if pacer is not None:
                     await pacer.wait()
                 await self._run_handler(claim, configured, bound)
-            if await self.store.event_settled(event.id):
-                spool = Spool(self.spool_root, event.id, self.http, self.download_policy)
-                await asyncio.to_thread(spool.cleanup)
         except StoreUnavailable as exc:
             # The lease will expire and another attempt will run: nothing is lost.
             bound.warning("could not record the delivery outcome", error=str(exc))
         except Exception:
             bound.exception("dispatcher error")
-        finally:
-            keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keeper
+
+    async def _record(
+        self,
+        claim: Claim,
+        state: Literal["succeeded", "pending", "dead"],
+        *,
+        error: str | None = None,
+        blame: str | None = None,
+        retry_at: float | None = None,
+        result: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Write the attempt's outcome; the last delivery of an event removes its spool."""
+        finished = await self.store.finish(
+            Finish(
+                claim.delivery_id, self.owner, claim.attempt, state, error, blame, retry_at, result
+            )
+        )
+        if not finished.recorded:
+            log.warning(
+                "outcome not recorded: the lease had expired and another worker took over",
+                delivery_id=claim.delivery_id,
+                attempt=claim.attempt,
+            )
+        elif finished.event_settled:
+            spool = Spool(self.spool_root, claim.event.id, self.http, self.download_policy)
+            if spool.exists():
+                await asyncio.to_thread(spool.cleanup)
 
     async def _run_handler(self, claim: Claim, configured: ConfiguredHandler, bound: Any) -> None:
         spec = configured.spec
@@ -207,9 +242,9 @@ class Dispatcher:
             public_url=self.public_url,
             delivery_id=claim.delivery_id,
             attempt=claim.attempt,
-            results=await self.store.results_for_event(event.id),
+            results=claim.results,
             previous_result=claim.previous_result,
-            task_results=await self.store.results_for_task(event.task_ref, event.id),
+            task_results=claim.task_results,
             task_url=self._task_url_base + event.task_ref
             if self._task_url_base and event.task_ref
             else None,
@@ -257,7 +292,7 @@ class Dispatcher:
             )
             return
         seconds = time.monotonic() - started
-        await self.store.succeed(claim, self.owner, dict(result) if result else None)
+        await self._record(claim, "succeeded", result=dict(result) if result else None)
         self.metrics.delivery(claim.handler, "succeeded", seconds)
         bound.info("delivery succeeded", duration_ms=round(seconds * 1000, 1))
 
@@ -280,23 +315,28 @@ class Dispatcher:
         exhausted = claim.attempt >= configured.spec.max_attempts
         if retryable and not exhausted:
             delay = configured.retry_delay(claim.attempt, retry_after)
-            await self.store.fail(claim, self.owner, error, blame, time.time() + delay)
+            await self._record(
+                claim, "pending", error=error, blame=blame, retry_at=time.time() + delay
+            )
             self.metrics.delivery(claim.handler, "retry", seconds)
             bound.warning(
                 "delivery failed; will retry", error=error, blame=blame, retry_in_s=round(delay, 3)
             )
         else:
-            await self.store.fail(claim, self.owner, error, blame, None)
+            await self._record(claim, "dead", error=error, blame=blame)
             self.metrics.delivery(claim.handler, "dead", seconds)
             why = "attempts exhausted" if retryable else "permanent error"
             bound.error(f"delivery dead-lettered: {why}", error=error, blame=blame)
 
-    async def _keep_lease(self, delivery_id: str) -> None:
-        """A slow handler keeps its claim: renew the lease well before it expires."""
+    async def _keep_leases(self) -> None:
+        """Slow handlers keep their claims: renew every in-flight lease, in one batch, well
+        before it expires."""
         while True:
             await asyncio.sleep(self.lease_s / 3)
-            with contextlib.suppress(StoreUnavailable):
-                await self.store.extend_lease(delivery_id, self.owner, self.lease_s)
+            held = list(self._claimed.values())
+            if held:
+                with contextlib.suppress(StoreUnavailable):
+                    await self.store.extend_leases(held, self.owner, self.lease_s)
 
 
 async def wait_any(wake: asyncio.Event, stop: asyncio.Event, wait_s: float) -> None:

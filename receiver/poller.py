@@ -32,7 +32,7 @@ from receiver.logging import get_logger
 from receiver.models import TASK_LEVEL_CLIP, normalise
 from receiver.pacing import Pacer
 from receiver.services import Services
-from receiver.store import Inbound
+from receiver.store import DuePoll, Inbound
 
 __all__ = ["POLL_BASE_S", "Poller", "poll_interval"]
 
@@ -76,7 +76,8 @@ class Poller:
 
     async def run(self, stop: asyncio.Event) -> None:
         wake = asyncio.Event()
-        self.services.store.add_listener(wake.set)  # a new task may be due sooner
+        # A new task may be due sooner; deliveries are none of the poller's business.
+        self.services.store.add_listener(wake.set, topic="polls")
         failures = 0
         while not stop.is_set():
             wake.clear()
@@ -98,8 +99,8 @@ class Poller:
                     wait_s = max(0.0, min(wait_s, next_due - time.time()))
             await wait_any(wake, stop, wait_s)
 
-    async def _poll(self, task: dict[str, Any]) -> None:
-        bound = log.bind(task_ref=task["id"], task_id=task["upstream_id"], family=task["family"])
+    async def _poll(self, task: DuePoll) -> None:
+        bound = log.bind(task_ref=task.id, task_id=task.upstream_id, family=task.family)
         try:
             await self._poll_once(task, bound)
         except StoreUnavailable as exc:
@@ -108,24 +109,24 @@ class Poller:
             bound.exception("poll failed unexpectedly")
             self.services.metrics.poll("failed")
             with contextlib.suppress(StoreUnavailable):
-                await self.services.store.poll_done(task["id"], time.time() + self.cap_s)
+                await self.services.store.poll_done(task.id, time.time() + self.cap_s)
 
-    async def _poll_once(self, task: dict[str, Any], bound: Any) -> None:
-        store, ref, now = self.services.store, task["id"], time.time()
+    async def _poll_once(self, task: DuePoll, bound: Any) -> None:
+        store, ref, now = self.services.store, task.id, time.time()
         metrics = self.services.metrics
-        interval = poll_interval(task["poll_attempts"], self.base_s, self.cap_s)
-        if task["deadline_at"] is not None and now >= task["deadline_at"]:
+        interval = poll_interval(task.poll_attempts, self.base_s, self.cap_s)
+        if task.deadline_at is not None and now >= task.deadline_at:
             await self._time_out(task, bound)
             return
-        if task["upstream_id"] is None:
+        if task.upstream_id is None:
             # The create call's outcome is unknown: without an id there is nothing to ask.
             # A callback (its URL names the task) reconciles it; otherwise the deadline does.
-            await store.poll_done(ref, task["deadline_at"])
+            await store.poll_done(ref, task.deadline_at)
             metrics.poll("waiting")
             return
         await self.pacer.wait()
         try:
-            answer = await self.services.upstream.task(task["family"], task["upstream_id"])
+            answer = await self.services.upstream.task(task.family, task.upstream_id)
         except RateLimited as exc:
             delay = max(exc.retry_after or 0.0, interval)
             self.pacer.hold(exc.retry_after or interval)
@@ -150,9 +151,9 @@ class Poller:
                 Inbound(
                     source="poll",
                     body=answer.model_dump_json().encode(),
-                    platform=task["platform"],
+                    platform=task.platform,
                     clips=clips,
-                    task_id=task["upstream_id"],
+                    task_id=task.upstream_id,
                     task_ref=ref,
                     message=answer.message,
                 ),
@@ -163,9 +164,9 @@ class Poller:
         await store.poll_done(ref, now + interval)
         metrics.poll("found" if found else "pending")
 
-    async def _time_out(self, task: dict[str, Any], bound: Any) -> None:
+    async def _time_out(self, task: DuePoll, bound: Any) -> None:
         store = self.services.store
-        if task["upstream_id"] is None:
+        if task.upstream_id is None:
             reason = (
                 "the create call's outcome stayed unknown and no callback came before the "
                 "deadline; it was not re-sent (it may exist upstream: check your account)"
@@ -176,16 +177,16 @@ class Poller:
             Inbound(
                 source="poll",
                 body=b"",
-                platform=task["platform"],
+                platform=task.platform,
                 clips=[("task.timed_out", TASK_LEVEL_CLIP, {"error": reason})],
-                task_id=task["upstream_id"],
-                task_ref=task["id"],
+                task_id=task.upstream_id,
+                task_ref=task.id,
                 message=reason,
             ),
             self.services.handlers.route,
         )
-        if task["upstream_id"] is None:
-            await store.task_state(task["id"], "failed", reason)
-        await store.poll_done(task["id"], None, error=reason)
+        if task.upstream_id is None:
+            await store.task_state(task.id, "failed", reason)
+        await store.poll_done(task.id, None, error=reason)
         self.services.metrics.poll("timed_out")
         bound.warning("task timed out", reason=reason)

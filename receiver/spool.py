@@ -108,6 +108,11 @@ class Spool:
                     blame="unavailable",
                 ) from exc
 
+    def exists(self) -> bool:
+        """Whether anything was spooled for this event (most events download nothing, and
+        then no thread is needed to clean up)."""
+        return self._dir.exists()
+
     def cleanup(self) -> None:
         """Remove this event's spool directory once all its deliveries are finished."""
         shutil.rmtree(self._dir, ignore_errors=True)

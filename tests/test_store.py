@@ -148,7 +148,7 @@ async def test_concurrent_poll_claims_never_share_a_task(store: SqlStore) -> Non
         )
     finally:
         await other.close()
-    claimed = [task["id"] for batch in batches for task in batch]
+    claimed = [task.id for batch in batches for task in batch]
     assert len(claimed) == len(set(claimed))
     assert 40 == len(claimed)
     assert await store.claim_polls(10, 30) == []
@@ -173,7 +173,7 @@ async def test_poll_done_without_next_poll_stops_polling(store: SqlStore) -> Non
     """Scheduling no next poll (None) leaves the task out of every later poll claim."""
     await store.create_task(_task("ref-1", time.time() - 1))
     [task] = await store.claim_polls(5, 0.01)
-    await store.poll_done(task["id"], None, error="gone")
+    await store.poll_done(task.id, None, error="gone")
     await asyncio.sleep(0.05)
     assert await store.claim_polls(5, 30) == []
     assert await store.next_poll_due() is None

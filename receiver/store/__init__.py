@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
-from receiver.store.base import Claim, Inbound, IngestResult, NewTask, Router, Store
+from receiver.store.base import (
+    Claim,
+    Claimed,
+    DuePoll,
+    Finish,
+    Finished,
+    Inbound,
+    IngestResult,
+    NewTask,
+    Router,
+    Store,
+)
 from receiver.store.sql import SqlStore
 
 __all__ = [
     "Claim",
+    "Claimed",
+    "DuePoll",
+    "Finish",
+    "Finished",
     "Inbound",
     "IngestResult",
     "NewTask",

@@ -1,118 +1,102 @@
-"""Finding, creating and advancing the task an inbound callback or poll answer is about."""
+"""Task rows the relay writes itself: created before the create call, then its answer."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Mapping
-from typing import Any
+import dataclasses
+import functools
+import time
 
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
+from receiver.store._dialect import SqlDialect, dump_json
+from receiver.store.base import NewTask
+from receiver.store.writer import Tx, WriteKind
 
-from receiver.models import FINAL_KINDS
-from receiver.store.base import Inbound
-from receiver.store.schema import tasks
-
-__all__ = ["FINAL_TASK_STATES", "TaskRows", "new_id"]
-
-FINAL_TASK_STATES = frozenset({"succeeded", "failed", "timed_out"})
+__all__ = ["CREATE_TASK", "SET_STATE", "SUBMITTED", "TaskState", "TaskSubmitted"]
 
 
-def new_id() -> str:
-    return uuid.uuid4().hex
+@dataclasses.dataclass(frozen=True, slots=True)
+class TaskSubmitted:
+    task_ref: str
+    upstream_id: str
 
 
-class TaskRows:
-    """Task-row steps of the ingest transaction; the store provides the dialect's INSERT."""
-
-    _insert: Callable[[sa.Table], Any]
-    """The store's INSERT for its dialect (ON CONFLICT differs between SQLite and PostgreSQL)."""
-
-    async def _task_for(self, conn: AsyncConnection, inbound: Inbound, now: float) -> Any:
-        """The task this inbound is about; an unknown task is recorded as external.
-
-        Two callbacks for the same unknown task can race here on PostgreSQL (SQLite serialises
-        writers): the loser's insert does nothing and it reads the winner's row instead.
-        """
-        task = await self._find_task(conn, inbound)
-        if task is not None:
-            return task
-        task = {
-            "id": new_id(),
-            "upstream_id": _upstream_key(inbound),
-            "family": inbound.platform,
-            "platform": inbound.platform,
-            "state": "running",
-            "origin": "external",
-            "prompt": None,
-            "params": {},
-            "labels": {},
-            "handlers": None,
-            "created_at": now,
-            "updated_at": now,
-        }
-        inserted = await conn.execute(
-            self._insert(tasks)
-            .values(**task)
-            .on_conflict_do_nothing(index_elements=["upstream_id"])
-            .returning(tasks.c.id)
-        )
-        if inserted.first() is None:
-            return await self._find_task(conn, inbound)
-        return task
-
-    async def _find_task(self, conn: AsyncConnection, inbound: Inbound) -> Any:
-        row = None
-        if inbound.task_ref is not None:
-            row = (await conn.execute(tasks.select().where(tasks.c.id == inbound.task_ref))).first()
-        upstream_key = _upstream_key(inbound)
-        if row is None and upstream_key is not None:
-            row = (
-                await conn.execute(tasks.select().where(tasks.c.upstream_id == upstream_key))
-            ).first()
-        if row is not None:
-            task = dict(row._mapping)
-            if task["upstream_id"] is None and inbound.task_id is not None:
-                # The callback arrived before the create call's answer was recorded.
-                await conn.execute(
-                    tasks.update()
-                    .where(tasks.c.id == task["id"])
-                    .values(upstream_id=inbound.task_id)
-                )
-                task["upstream_id"] = inbound.task_id
-            if task["upstream_id"] is None:
-                task["upstream_id"] = f"ref:{task['id']}"
-            return task
-        return None
-
-    async def _advance_task(
-        self, conn: AsyncConnection, task: Mapping[str, Any], kinds: list[str], now: float
-    ) -> None:
-        kinds = [kind for kind in kinds if kind != "task.submitted"]
-        if task["state"] in FINAL_TASK_STATES or not kinds:
-            return
-        if "task.timed_out" in kinds:
-            state = "timed_out"
-        elif "song.completed" in kinds:
-            state = "succeeded"
-        elif all(kind in FINAL_KINDS for kind in kinds):
-            state = "failed"
-        else:
-            state = "streaming"
-        await conn.execute(
-            tasks.update()
-            .where(tasks.c.id == task["id"])
-            .values(
-                state=state,
-                updated_at=now,
-                next_poll_at=None if state in FINAL_TASK_STATES else tasks.c.next_poll_at,
-            )
-        )
+@dataclasses.dataclass(frozen=True, slots=True)
+class TaskState:
+    task_ref: str
+    state: str
+    error: str | None
 
 
-def _upstream_key(inbound: Inbound) -> str | None:
-    """The upstream id an unknown task is recorded under: the callback's task_id, else (a valid
-    token for a task this database lacks, e.g. reset with the key kept) `ref:<token's ref>`."""
-    if inbound.task_id is not None:
-        return inbound.task_id
-    return f"ref:{inbound.task_ref}" if inbound.task_ref is not None else None
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Sql:
+    insert: str
+    submitted: str
+    state: str
+
+
+@functools.cache
+def _sql(d: SqlDialect) -> _Sql:
+    return _Sql(
+        insert=d.sql(
+            "INSERT INTO tasks (id, upstream_id, family, platform, state, origin, prompt, params,"
+            " labels, handlers, created_at, updated_at, deadline_at, next_poll_at, poll_attempts)"
+            " VALUES (:id, NULL, :family, :platform, 'submitting', 'relay', :prompt, :params,"
+            " :labels, :handlers, :now, :now, :deadline_at, :next_poll_at, 0)"
+        ),
+        # A callback may have beaten the create answer here; keep its state.
+        submitted=d.sql(
+            "UPDATE tasks SET upstream_id = :upstream_id, updated_at = :now,"
+            " state = CASE WHEN state = 'submitting' THEN 'submitted' ELSE state END"
+            " WHERE id = :id"
+        ),
+        state=d.sql(
+            "UPDATE tasks SET state = :state, error = :error, updated_at = :now WHERE id = :id"
+        ),
+    )
+
+
+async def _create(tx: Tx, new: list[NewTask]) -> list[None]:
+    now = time.time()
+    await tx.db.run_many(
+        _sql(tx.dialect).insert,
+        [
+            {
+                "id": task.id,
+                "family": task.family,
+                "platform": task.platform,
+                "prompt": task.prompt,
+                "params": dump_json(dict(task.params)),
+                "labels": dump_json(dict(task.labels)),
+                "handlers": dump_json(list(task.handlers)) if task.handlers is not None else None,
+                "now": now,
+                "deadline_at": task.deadline_at,
+                "next_poll_at": task.next_poll_at,
+            }
+            for task in new
+        ],
+    )
+    if any(task.next_poll_at is not None for task in new):
+        tx.wake("polls")  # the poller recomputes when its next poll is due
+    return [None] * len(new)
+
+
+async def _submitted(tx: Tx, answers: list[TaskSubmitted]) -> list[None]:
+    now = time.time()
+    await tx.db.run_many(
+        _sql(tx.dialect).submitted,
+        [{"id": a.task_ref, "upstream_id": a.upstream_id, "now": now} for a in answers],
+    )
+    return [None] * len(answers)
+
+
+async def _state(tx: Tx, changes: list[TaskState]) -> list[None]:
+    now = time.time()
+    await tx.db.run_many(
+        _sql(tx.dialect).state,
+        [{"id": c.task_ref, "state": c.state, "error": c.error, "now": now} for c in changes],
+    )
+    return [None] * len(changes)
+
+
+CREATE_TASK = WriteKind("create_task", _create)
+SUBMITTED = WriteKind("task_submitted", _submitted)
+SET_STATE = WriteKind("task_state", _state)

@@ -10,9 +10,14 @@ from receiver.models import Event, EventKind
 
 __all__ = [
     "Claim",
+    "Claimed",
+    "DuePoll",
+    "Finish",
+    "Finished",
     "Inbound",
     "IngestResult",
     "NewTask",
+    "Replay",
     "Router",
     "Store",
 ]
@@ -64,15 +69,72 @@ class IngestResult:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Claim:
-    """A delivery this worker now holds a lease on."""
+    """A delivery this worker now holds a lease on, with everything its handler reads."""
 
     delivery_id: str
     handler: str
     attempt: int
     event: Event
-    attempt_id: int = 0
     previous_result: Mapping[str, Any] | None = None
     """This delivery's result from an earlier successful run (kept across a replay)."""
+    results: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    """Results of this event's deliveries that had succeeded when it was claimed (every
+    handler it runs `after` among them), by handler name."""
+    task_results: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    """Per handler, its latest successful result for the task's other events."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Claimed:
+    """One claim's deliveries, and when the next one becomes due when it took fewer than
+    asked (so an idle dispatcher knows how long to sleep without another read)."""
+
+    claims: tuple[Claim, ...]
+    next_due_at: float | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Finish:
+    """The outcome of one attempt: `succeeded`, `pending` again at `retry_at`, or `dead`."""
+
+    delivery_id: str
+    owner: str
+    attempt: int
+    state: Literal["succeeded", "pending", "dead"]
+    error: str | None = None
+    blame: str | None = None
+    retry_at: float | None = None
+    result: Mapping[str, Any] | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Finished:
+    recorded: bool
+    """False: our lease had expired and another worker took the delivery over."""
+    event_settled: bool
+    """No delivery of the event is open any more (its spool can go)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Replay:
+    """Which finished deliveries to make due again (every given filter must match)."""
+
+    delivery_id: str | None = None
+    event_id: str | None = None
+    handler: str | None = None
+    dead_since: float | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DuePoll:
+    """A task leased to this poller: ask the provider about it."""
+
+    id: str
+    upstream_id: str | None
+    family: str
+    platform: str
+    poll_attempts: int
+    deadline_at: float | None
 
 
 class Store(Protocol):
@@ -84,8 +146,9 @@ class Store(Protocol):
         """Reach the database; return the schema revision."""
         ...
 
-    def add_listener(self, wake: Callable[[], None]) -> None:
-        """Call `wake` after a commit that made deliveries due."""
+    def add_listener(self, wake: Callable[[], None], topic: str = "deliveries") -> None:
+        """Call `wake` after a commit that made deliveries due (`deliveries`) or scheduled a
+        task's first poll (`polls`), in this process or (PostgreSQL) another one."""
         ...
 
     async def create_task(self, task: NewTask) -> None: ...
@@ -96,7 +159,14 @@ class Store(Protocol):
     async def claim(
         self, owner: str, limit: int, lease_s: float, exclude: Collection[str] = ()
     ) -> list[Claim]: ...
+    async def claim_due(
+        self, owner: str, limit: int, lease_s: float, exclude: Collection[str] = ()
+    ) -> Claimed: ...
+    async def finish(self, finish: Finish) -> Finished: ...
     async def extend_lease(self, delivery_id: str, owner: str, lease_s: float) -> bool: ...
+    async def extend_leases(
+        self, delivery_ids: Collection[str], owner: str, lease_s: float
+    ) -> list[bool]: ...
     async def release(self, delivery_ids: Collection[str], owner: str) -> int:
         """Expire our leases now so another worker takes the deliveries (shutdown)."""
         ...
@@ -120,7 +190,7 @@ class Store(Protocol):
         dead_since: float | None = None,
     ) -> int: ...
 
-    async def claim_polls(self, limit: int, lease_s: float) -> list[dict[str, Any]]: ...
+    async def claim_polls(self, limit: int, lease_s: float) -> list[DuePoll]: ...
     async def next_poll_due(self) -> float | None: ...
     async def poll_done(
         self, task_ref: str, next_poll_at: float | None, error: str | None = None

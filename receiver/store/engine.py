@@ -8,7 +8,13 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-__all__ = ["CONNECT_TIMEOUT_S", "async_url", "libpq_url", "make_engines"]
+__all__ = [
+    "CONNECT_TIMEOUT_S",
+    "SQLITE_BUSY_TIMEOUT_MS",
+    "async_url",
+    "libpq_url",
+    "make_reader",
+]
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 CONNECT_TIMEOUT_S = 2
@@ -32,17 +38,16 @@ def libpq_url(database_url: str) -> str:
     return "postgresql://" + url.split("://", 1)[1]
 
 
-def make_engines(
+def make_reader(
     database_url: str, *, pool_size: int = 5, pool_timeout_s: float = 10.0
-) -> tuple[AsyncEngine, AsyncEngine]:
-    """(writer, reader).
+) -> AsyncEngine:
+    """The engine for reads off the hot path (API, dashboard, CLI, health).
 
     PostgreSQL: one pool per process, `pool_size` plus as many again in overflow under bursts,
     waiting at most `pool_timeout_s` for a free connection; pre-ping replaces connections a
     restart or failover killed, so the first request after an outage does not fail.
 
-    SQLite: one writer connection that takes the lock up front (`BEGIN IMMEDIATE`), so
-    concurrent writers queue instead of failing on lock upgrade; readers never block (WAL).
+    SQLite: a few connections; in WAL mode readers never block the writer nor wait for it.
     """
     url = async_url(database_url)
     if not url.startswith("sqlite"):
@@ -54,7 +59,7 @@ def make_engines(
             "keepalives_interval": 5,
             "keepalives_count": 2,
         }
-        engine = create_async_engine(
+        return create_async_engine(
             url,
             pool_size=pool_size,
             max_overflow=pool_size,
@@ -63,15 +68,12 @@ def make_engines(
             pool_recycle=1800,
             connect_args=connect_args,
         )
-        return engine, engine
-    writer = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
     reader = create_async_engine(url, pool_size=4, max_overflow=4)
-    _sqlite_pragmas(writer, immediate=True)
-    _sqlite_pragmas(reader, immediate=False)
-    return writer, reader
+    _sqlite_pragmas(reader)
+    return reader
 
 
-def _sqlite_pragmas(engine: AsyncEngine, *, immediate: bool) -> None:
+def _sqlite_pragmas(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let us issue BEGIN ourselves (pysqlite's implicit transactions defer the lock).
@@ -86,4 +88,4 @@ def _sqlite_pragmas(engine: AsyncEngine, *, immediate: bool) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        connection.exec_driver_sql("BEGIN")

@@ -2,10 +2,11 @@
 
 A web process commits a callback; a worker process waiting for work should start at once, not
 at its next sweep. The writer runs `pg_notify` inside the same transaction as the inserted
-deliveries, so the notification is sent on commit and never for a rolled-back write. Each
-process keeps one dedicated autocommit connection that LISTENs and calls the store's wake-up
-callbacks (they only set an asyncio event; the dispatcher's periodic sweep still runs, so
-nothing depends on a notification arriving).
+deliveries, so the notification is sent on commit and never for a rolled-back write. Its
+payload is the topic (`deliveries` for the dispatcher, `polls` for the poller), so a worker's
+poller is not woken by every callback. Each process keeps one dedicated autocommit connection
+that LISTENs and calls the store's wake-up callbacks (they only set an asyncio event; the
+periodic sweeps still run, so nothing depends on a notification arriving).
 
 A LISTEN connection that drops misses whatever is sent meanwhile: after reconnecting the
 listener calls the callbacks once (a sweep), so no wake-up is lost, only delayed.
@@ -15,26 +16,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection
 
 import psycopg
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from receiver.logging import get_logger
 from receiver.store.engine import CONNECT_TIMEOUT_S, libpq_url
 
-__all__ = ["CHANNEL", "Listener", "notify"]
+__all__ = ["CHANNEL", "TOPICS", "Listener"]
 
 CHANNEL = "aimusic_relay_deliveries"
 """One channel per database; a wake-up meant for another schema only costs a spare sweep."""
 
+TOPICS = ("deliveries", "polls")
+
 log = get_logger("aimusic_relay.notify")
-
-
-async def notify(conn: AsyncConnection) -> None:
-    """Queue a wake-up that PostgreSQL delivers when `conn`'s transaction commits."""
-    await conn.execute(sa.text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
 
 
 class Listener:
@@ -43,12 +39,12 @@ class Listener:
     def __init__(
         self,
         database_url: str,
-        callbacks: Sequence[Callable[[], None]],
+        wake: Callable[[Collection[str]], None],
         *,
         max_backoff_s: float = 10.0,
     ) -> None:
         self._conninfo = libpq_url(database_url)
-        self._callbacks = callbacks
+        self._wake_topics = wake
         self._max_backoff_s = max_backoff_s
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
@@ -65,9 +61,10 @@ class Listener:
                 await self._task
             self._task = None
 
-    def _wake(self) -> None:
-        for callback in self._callbacks:
-            callback()
+    def _wake(self, payload: str = "") -> None:
+        """Wake the payload's topic; an empty or unknown payload (an older writer, or a
+        reconnect's catch-up) wakes every topic."""
+        self._wake_topics([payload] if payload in TOPICS else TOPICS)
 
     async def _run(self) -> None:
         failures = 0
@@ -88,8 +85,8 @@ class Listener:
                         log.info("listening again after a lost connection; sweeping")
                     failures = 0
                     self._wake()  # whatever was committed while we were not listening
-                    async for _ in conn.notifies():
-                        self._wake()
+                    async for notice in conn.notifies():
+                        self._wake(notice.payload)
                 raise psycopg.OperationalError("the notification stream ended")
             except psycopg.Error as exc:
                 self.connected.clear()

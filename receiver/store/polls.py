@@ -1,80 +1,120 @@
 """Which tasks the poller asks the provider about, and when.
 
-A poll is claimed by pushing the task's `next_poll_at` one lease ahead in the same statement
-that selects it (`FOR UPDATE SKIP LOCKED` on PostgreSQL), so two pollers never ask about the
-same task at once, and a poller that dies mid-poll only delays that task by one lease.
+A poll is claimed by pushing the task's `next_poll_at` one lease ahead in the same
+transaction that selects it (`FOR UPDATE SKIP LOCKED` on PostgreSQL), so two pollers never
+ask about the same task at once, and a poller that dies mid-poll only delays that task by one
+lease. Poll results from many tasks are written with one `executemany`.
 """
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
+import functools
 import time
-from collections.abc import Callable
-from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
+from receiver.store._dialect import SqlDialect
+from receiver.store.base import DuePoll
+from receiver.store.ingest import FINAL_TASK_STATES
+from receiver.store.writer import Tx, WriteKind
 
-from receiver.store.schema import tasks
+__all__ = ["CLAIM_POLLS", "NEXT_POLL", "POLL_DONE", "PollClaim", "PollDone"]
 
-__all__ = ["Polls"]
-
-FINAL_TASK_STATES = ("succeeded", "failed", "timed_out")
+_FINAL = "(" + ", ".join(f"'{state}'" for state in sorted(FINAL_TASK_STATES)) + ")"
 
 
-class Polls:
-    """Poll scheduling shared by every SQL backend; the store provides the connections."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class PollClaim:
+    limit: int
+    lease_s: float
 
-    _write: Callable[[], contextlib.AbstractAsyncContextManager[AsyncConnection]]
-    _read: Callable[[], contextlib.AbstractAsyncContextManager[AsyncConnection]]
 
-    async def claim_polls(self, limit: int, lease_s: float) -> list[dict[str, Any]]:
-        """Tasks due for a poll (or a deadline check), leased to the caller."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class PollDone:
+    task_ref: str
+    next_poll_at: float | None
+    error: str | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Sql:
+    pick: str
+    lease: str
+    next_due: str
+    done: str
+
+
+@functools.cache
+def _sql(d: SqlDialect) -> _Sql:
+    return _Sql(
+        pick=d.sql(
+            f"SELECT id FROM tasks WHERE next_poll_at <= :now AND state NOT IN {_FINAL}"
+            f" ORDER BY next_poll_at LIMIT :limit{d.skip_locked}"
+        ),
+        lease=d.sql(
+            "UPDATE tasks SET next_poll_at = :until, poll_attempts = poll_attempts + 1"
+            f" WHERE {d.in_list('id', 'ids')}"
+            " RETURNING id, upstream_id, family, platform, poll_attempts, deadline_at"
+        ),
+        # `IS NOT NULL` is implied by min(), but it lets the index skip every task not being
+        # polled (NULL sorts first): without it this walked all tasks, 24 ms at 100k.
+        next_due=d.sql(
+            "SELECT min(next_poll_at) FROM tasks"
+            f" WHERE next_poll_at IS NOT NULL AND state NOT IN {_FINAL}"
+        ),
+        # Keep a final state's own schedule (none); COALESCE keeps a given error only. The
+        # CAST: PostgreSQL types an all-NULL CASE as text and refuses it for a float.
+        done=d.sql(
+            f"UPDATE tasks SET next_poll_at = CASE WHEN state IN {_FINAL} THEN NULL"
+            " ELSE CAST(:next_poll_at AS DOUBLE PRECISION) END, updated_at = :now,"
+            " error = COALESCE(:error, error)"
+            " WHERE id = :id"
+        ),
+    )
+
+
+async def _claim(tx: Tx, claims: list[PollClaim]) -> list[list[DuePoll]]:
+    sql, d = _sql(tx.dialect), tx.dialect
+    out: list[list[DuePoll]] = []
+    for claim in claims:
         now = time.time()
-        async with self._write() as conn:
-            picked = (
-                sa.select(tasks.c.id)
-                .where(tasks.c.next_poll_at <= now, tasks.c.state.not_in(FINAL_TASK_STATES))
-                .order_by(tasks.c.next_poll_at)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            )
-            ids = [row.id for row in await conn.execute(picked)]
-            if not ids:
-                return []
-            rows = await conn.execute(
-                tasks.update()
-                .where(tasks.c.id.in_(ids))
-                .values(next_poll_at=now + lease_s, poll_attempts=tasks.c.poll_attempts + 1)
-                .returning(*tasks.c)
-            )
-            return [dict(row._mapping) for row in rows]
-
-    async def next_poll_due(self) -> float | None:
-        async with self._read() as conn:
-            value = await conn.scalar(
-                sa.select(sa.func.min(tasks.c.next_poll_at)).where(
-                    # Implied by min(), but it lets the index skip every task not being polled
-                    # (NULL sorts first): without it this walked all tasks, 24 ms at 100k.
-                    tasks.c.next_poll_at.is_not(None),
-                    tasks.c.state.not_in(FINAL_TASK_STATES),
+        ids = [row[0] for row in await tx.db.rows(sql.pick, {"now": now, "limit": claim.limit})]
+        if not ids:
+            out.append([])
+            continue
+        rows = await tx.db.rows(sql.lease, {"ids": d.values(ids), "until": now + claim.lease_s})
+        out.append(
+            [
+                DuePoll(
+                    id=id_,
+                    upstream_id=upstream_id,
+                    family=family,
+                    platform=platform,
+                    poll_attempts=int(attempts),
+                    deadline_at=deadline_at,
                 )
-            )
-        return float(value) if value is not None else None
+                for id_, upstream_id, family, platform, attempts, deadline_at in rows
+            ]
+        )
+    return out
 
-    async def poll_done(
-        self, task_ref: str, next_poll_at: float | None, error: str | None = None
-    ) -> None:
-        """Schedule the next poll (None: stop polling), keeping a final state's own schedule."""
-        # Typed literals: PostgreSQL types an all-NULL CASE as text and refuses it for a float.
-        values: dict[str, Any] = {
-            "next_poll_at": sa.case(
-                (tasks.c.state.in_(FINAL_TASK_STATES), sa.null()),
-                else_=sa.cast(sa.literal(next_poll_at), sa.Float),
-            ),
-            "updated_at": time.time(),
-        }
-        if error is not None:
-            values["error"] = error
-        async with self._write() as conn:
-            await conn.execute(tasks.update().where(tasks.c.id == task_ref).values(**values))
+
+async def _next_due(tx: Tx, asks: list[None]) -> list[float | None]:
+    value = (await tx.db.rows(_sql(tx.dialect).next_due, {}))[0][0]
+    return [float(value) if value is not None else None] * len(asks)
+
+
+async def _done(tx: Tx, results: list[PollDone]) -> list[None]:
+    now = time.time()
+    await tx.db.run_many(
+        _sql(tx.dialect).done,
+        [
+            {"id": r.task_ref, "next_poll_at": r.next_poll_at, "now": now, "error": r.error}
+            for r in results
+        ],
+    )
+    return [None] * len(results)
+
+
+CLAIM_POLLS = WriteKind("claim_polls", _claim)
+NEXT_POLL = WriteKind("next_poll_due", _next_due)
+POLL_DONE = WriteKind("poll_done", _done)

@@ -1,36 +1,70 @@
-"""The `Store` on SQLAlchemy Core: one implementation for SQLite and PostgreSQL.
+"""The `Store` on SQLite or PostgreSQL: hot-path writes through one writer, reads apart.
 
 Acknowledging, deduplicating and enqueueing are one transaction (a transactional outbox), so
-no crash between two writes can lose or double an event.
+no crash between two writes can lose or double an event. Every hot-path call — ingest,
+claims, finishes, leases, polls, task updates — goes through the process's one `Writer`,
+which runs what queued together in one transaction on the plain driver. The dashboard's,
+API's and CLI's reads (`Queries`) use their own pooled SQLAlchemy connections and never wait
+for the writer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping
+from pathlib import Path
+from typing import Any, Literal, TypeVar
 
-import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from receiver.errors import StoreUnavailable
 from receiver.store import migrate
-from receiver.store._group_commit import GroupCommit
-from receiver.store._tasks import TaskRows, new_id
-from receiver.store.base import Inbound, IngestResult, NewTask, Router
-from receiver.store.engine import make_engines
-from receiver.store.notify import Listener, notify
-from receiver.store.outbox import Outbox
-from receiver.store.polls import Polls
+from receiver.store._connections import PostgresConnection, SqliteConnection, WriteConnection
+from receiver.store._dialect import POSTGRES, SQLITE
+from receiver.store._tasks import CREATE_TASK, SET_STATE, SUBMITTED, TaskState, TaskSubmitted
+from receiver.store.base import (
+    Claim,
+    Claimed,
+    DuePoll,
+    Finish,
+    Finished,
+    Inbound,
+    IngestResult,
+    NewTask,
+    Replay,
+    Router,
+)
+from receiver.store.engine import async_url, make_reader
+from receiver.store.ingest import INGEST
+from receiver.store.notify import TOPICS, Listener
+from receiver.store.outbox import (
+    CLAIM,
+    EVENT_SETTLED,
+    EXTEND,
+    FINISH,
+    NEXT_DUE,
+    RELEASE,
+    REPLAY,
+    RESULTS_FOR_EVENT,
+    RESULTS_FOR_TASK,
+    ClaimRequest,
+    Extend,
+    Release,
+)
+from receiver.store.polls import CLAIM_POLLS, NEXT_POLL, POLL_DONE, PollClaim, PollDone
 from receiver.store.queries import Queries
-from receiver.store.schema import deliveries, events, inbox, tasks
+from receiver.store.writer import WriteKind, Writer
 
 __all__ = ["SqlStore"]
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+CHECKPOINT_EVERY_S = 1.0
+"""SQLite: how often the WAL is folded into the database file (off the commit path)."""
 
 
 @contextlib.contextmanager
@@ -47,7 +81,7 @@ def _unavailable_as_store_error() -> Iterator[None]:
         raise
 
 
-class SqlStore(TaskRows, Outbox, Polls, Queries):
+class SqlStore(Queries):
     """Tasks, events and deliveries in one SQL database."""
 
     def __init__(
@@ -60,73 +94,54 @@ class SqlStore(TaskRows, Outbox, Polls, Queries):
     ) -> None:
         self.database_url = database_url
         self._migrate_on_open = migrate_on_open
-        self._writer, self._reader = make_engines(
-            database_url, pool_size=pool_size, pool_timeout_s=pool_timeout_s
+        self._reader = make_reader(database_url, pool_size=pool_size, pool_timeout_s=pool_timeout_s)
+        self.is_postgres = self._reader.dialect.name == "postgresql"
+        self._listeners: dict[str, list[Callable[[], None]]] = {topic: [] for topic in TOPICS}
+        self.writer = Writer(
+            self._connect,
+            POSTGRES if self.is_postgres else SQLITE,
+            self._wake,
+            checkpoint_every_s=None if self.is_postgres else CHECKPOINT_EVERY_S,
         )
-        self.is_postgres = self._writer.dialect.name == "postgresql"
-        self._listeners: list[Callable[[], None]] = []
-        self._group_commit = GroupCommit[tuple[Inbound, Router], IngestResult](
-            self._write, self._ingest
-        )
-        # The ingest INSERTs, built once with their values passed at execution: building a
-        # statement per call (and SQLAlchemy hashing it for its compile cache) was about a
-        # tenth of the relay's CPU under a burst of callbacks.
-        self._insert_inbox = (
-            self._insert(inbox)
-            .on_conflict_do_nothing(index_elements=["webhook_id"])
-            .returning(inbox.c.id)
-        )
-        self._insert_event = (
-            self._insert(events)
-            .on_conflict_do_nothing(index_elements=["dedupe_key"])
-            .returning(events.c.id)
-        )
-        self._insert_delivery = deliveries.insert()
         self.listener: Listener | None = None
         """PostgreSQL only: wakes this process when another one commits due work."""
+
+    async def _connect(self) -> WriteConnection:
+        if self.is_postgres:
+            return await PostgresConnection.connect(self.database_url)
+        path = Path(async_url(self.database_url).split(":///", 1)[1])
+        return await asyncio.to_thread(SqliteConnection, path)
 
     async def open(self) -> None:
         if self._migrate_on_open:
             await asyncio.to_thread(migrate.upgrade, self.database_url)
         if self.is_postgres and self.listener is None:
-            self.listener = Listener(self.database_url, self._listeners)
+            self.listener = Listener(self.database_url, self._wake)
             self.listener.start()
 
     async def close(self) -> None:
         if self.listener is not None:
             await self.listener.stop()
             self.listener = None
-        await self._writer.dispose()
-        if self._reader is not self._writer:
-            await self._reader.dispose()
+        await self.writer.close()
+        await self._reader.dispose()
 
-    def add_listener(self, wake: Callable[[], None]) -> None:
-        self._listeners.append(wake)
+    def add_listener(self, wake: Callable[[], None], topic: str = "deliveries") -> None:
+        self._listeners[topic].append(wake)
 
-    def _notify(self) -> None:
-        for wake in self._listeners:
-            wake()
+    def _wake(self, topics: Collection[str]) -> None:
+        for topic in topics:
+            for wake in self._listeners.get(topic, ()):
+                wake()
 
-    async def _notify_others(self, conn: AsyncConnection) -> None:
-        """Wake other processes when this transaction commits (PostgreSQL's NOTIFY)."""
-        if self.is_postgres:
-            await notify(conn)
-
-    @contextlib.asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncConnection]:
-        with _unavailable_as_store_error():
-            async with self._writer.begin() as conn:
-                yield conn
+    async def _submit(self, kind: WriteKind[Item, Result], item: Item) -> Result:
+        return await self.writer.submit(kind, item)
 
     @contextlib.asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
         with _unavailable_as_store_error():
             async with self._reader.connect() as conn:
                 yield conn
-
-    def _insert(self, table: sa.Table) -> Any:
-        dialect = postgresql if self.is_postgres else sqlite
-        return dialect.insert(table)
 
     async def ping(self) -> str | None:
         async with self._read() as conn:
@@ -135,138 +150,110 @@ class SqlStore(TaskRows, Outbox, Polls, Queries):
     # -- tasks ---------------------------------------------------------------------------
 
     async def create_task(self, task: NewTask) -> None:
-        now = time.time()
-        async with self._write() as conn:
-            await conn.execute(
-                tasks.insert().values(
-                    id=task.id,
-                    upstream_id=None,
-                    family=task.family,
-                    platform=task.platform,
-                    state="submitting",
-                    origin="relay",
-                    prompt=task.prompt,
-                    params=dict(task.params),
-                    labels=dict(task.labels),
-                    handlers=list(task.handlers) if task.handlers is not None else None,
-                    created_at=now,
-                    updated_at=now,
-                    deadline_at=task.deadline_at,
-                    next_poll_at=task.next_poll_at,
-                )
-            )
-            if task.next_poll_at is not None:
-                await self._notify_others(conn)
-        self._notify()  # the poller recomputes when its next poll is due
+        await self._submit(CREATE_TASK, task)
 
     async def task_submitted(self, task_ref: str, upstream_id: str) -> None:
-        async with self._write() as conn:
-            await conn.execute(
-                tasks.update()
-                .where(tasks.c.id == task_ref)
-                .values(
-                    upstream_id=upstream_id,
-                    updated_at=time.time(),
-                    # A callback may have beaten the create answer here; keep its state.
-                    state=sa.case(
-                        (tasks.c.state == "submitting", "submitted"), else_=tasks.c.state
-                    ),
-                )
-            )
+        await self._submit(SUBMITTED, TaskSubmitted(task_ref, upstream_id))
 
     async def task_state(self, task_ref: str, state: str, error: str | None = None) -> None:
-        async with self._write() as conn:
-            await conn.execute(
-                tasks.update()
-                .where(tasks.c.id == task_ref)
-                .values(state=state, error=error, updated_at=time.time())
-            )
-
-    # -- ingest --------------------------------------------------------------------------
+        await self._submit(SET_STATE, TaskState(task_ref, state, error))
 
     async def record_inbound(self, inbound: Inbound, route: Router) -> IngestResult:
-        """Store one verified inbound (dedupe, task, events, deliveries) in one transaction
-        and return once it has committed. On SQLite, callbacks that arrive together share that
-        transaction (see `_group_commit`); PostgreSQL takes concurrent writers as they come."""
-        if self.is_postgres:
-            async with self._write() as conn:
-                result = await self._ingest(conn, (inbound, route))
-        else:
-            result = await self._group_commit.submit((inbound, route))
-        if result.deliveries:
-            self._notify()
-        return result
+        """Store one verified inbound (dedupe, task, events, deliveries) and return once the
+        transaction holding it has committed; inbounds that arrive together share it."""
+        return await self._submit(INGEST, (inbound, route))
 
-    async def _ingest(self, conn: AsyncConnection, item: tuple[Inbound, Router]) -> IngestResult:
-        """The ingest steps on an open transaction; the caller commits."""
-        inbound, route = item
-        now = time.time()
-        inbox_id = new_id()
-        stored = await conn.execute(
-            self._insert_inbox,
-            {
-                "id": inbox_id,
-                "webhook_id": inbound.webhook_id,
-                "task_id": inbound.task_id,
-                "source": inbound.source,
-                "event_header": inbound.event_header,
-                "body": inbound.body,
-                "received_at": now,
-            },
+    # -- outbox --------------------------------------------------------------------------
+
+    async def claim(
+        self, owner: str, limit: int, lease_s: float, exclude: Collection[str] = ()
+    ) -> list[Claim]:
+        """Lease up to `limit` due deliveries, skipping handlers in `exclude` (paused)."""
+        return list((await self.claim_due(owner, limit, lease_s, exclude)).claims)
+
+    async def claim_due(
+        self, owner: str, limit: int, lease_s: float, exclude: Collection[str] = ()
+    ) -> Claimed:
+        return await self._submit(CLAIM, ClaimRequest(owner, limit, lease_s, tuple(exclude)))
+
+    async def finish(self, finish: Finish) -> Finished:
+        return await self._submit(FINISH, finish)
+
+    async def succeed(self, claim: Claim, owner: str, result: Mapping[str, Any] | None) -> bool:
+        done = await self.finish(
+            Finish(claim.delivery_id, owner, claim.attempt, "succeeded", result=result)
         )
-        if stored.first() is None:
-            return IngestResult(duplicate=True, task_ref=inbound.task_ref)
-        task = await self._task_for(conn, inbound, now)
-        upstream_id = task["upstream_id"]
-        event_ids: list[str] = []
-        delivery_count = 0
-        for kind, clip_id, clip in inbound.clips:
-            event_id = new_id()
-            inserted = await conn.execute(
-                self._insert_event,
-                {
-                    "id": event_id,
-                    "inbox_id": inbox_id,
-                    "dedupe_key": f"{upstream_id}:{clip_id}:{kind}",
-                    "task_id": upstream_id,
-                    "task_ref": task["id"],
-                    "clip_id": clip_id,
-                    "kind": kind,
-                    "platform": inbound.platform,
-                    "source": inbound.source,
-                    "clip": dict(clip),
-                    "error": clip.get("error_message")
-                    or clip.get("error")
-                    or (inbound.message if kind == "song.failed" else None),
-                    "received_at": now,
-                },
+        return done.recorded
+
+    async def fail(
+        self, claim: Claim, owner: str, error: str, blame: str, retry_at: float | None
+    ) -> bool:
+        state: Literal["pending", "dead"] = "dead" if retry_at is None else "pending"
+        done = await self.finish(
+            Finish(claim.delivery_id, owner, claim.attempt, state, error, blame, retry_at)
+        )
+        return done.recorded
+
+    async def extend_lease(self, delivery_id: str, owner: str, lease_s: float) -> bool:
+        return await self._submit(EXTEND, Extend(delivery_id, owner, lease_s))
+
+    async def extend_leases(
+        self, delivery_ids: Collection[str], owner: str, lease_s: float
+    ) -> list[bool]:
+        """Every lease in one transaction (the dispatcher's periodic renewal)."""
+        return list(
+            await asyncio.gather(
+                *(self.extend_lease(delivery_id, owner, lease_s) for delivery_id in delivery_ids)
             )
-            if inserted.first() is None:
-                continue
-            event_ids.append(event_id)
-            targets = route(kind, inbound.platform, task["labels"] or {}, task["handlers"])
-            for name, stage in targets:
-                await conn.execute(
-                    self._insert_delivery,
-                    {
-                        "id": new_id(),
-                        "event_id": event_id,
-                        "handler": name,
-                        "stage": stage,
-                        "state": "pending",
-                        "attempts": 0,
-                        "next_attempt_at": now,
-                        "created_at": now,
-                        "updated_at": now,
-                    },
-                )
-            delivery_count += len(targets)
-        await self._advance_task(conn, task, [kind for kind, _, _ in inbound.clips], now)
-        if delivery_count:
-            await self._notify_others(conn)
-        return IngestResult(
-            duplicate=not event_ids and bool(inbound.clips),
-            task_ref=task["id"],
-            event_ids=tuple(event_ids),
-            deliveries=delivery_count,
         )
+
+    async def release(self, delivery_ids: Collection[str], owner: str) -> int:
+        """Expire our leases now so another worker takes the deliveries (shutdown)."""
+        if not delivery_ids:
+            return 0
+        return await self._submit(RELEASE, Release(tuple(delivery_ids), owner))
+
+    async def replay(
+        self,
+        *,
+        delivery_id: str | None = None,
+        event_id: str | None = None,
+        handler: str | None = None,
+        dead_since: float | None = None,
+    ) -> int:
+        """Make finished deliveries due again (attempt count reset, result kept so a handler
+        can update what it sent instead of sending it twice). Returns how many."""
+        return await self._submit(REPLAY, Replay(delivery_id, event_id, handler, dead_since))
+
+    async def next_due_at(self, exclude: Collection[str] = ()) -> float | None:
+        """When the next delivery becomes claimable (ignoring paused handlers)."""
+        return await self._submit(NEXT_DUE, tuple(exclude))
+
+    async def event_settled(self, event_id: str) -> bool:
+        return await self._submit(EVENT_SETTLED, event_id)
+
+    async def results_for_event(self, event_id: str) -> dict[str, Mapping[str, Any]]:
+        return await self._submit(RESULTS_FOR_EVENT, event_id)
+
+    async def results_for_task(
+        self, task_ref: str | None, excluding_event: str
+    ) -> dict[str, Mapping[str, Any]]:
+        """Per handler, its latest successful result for the task's *other* events."""
+        if task_ref is None:
+            return {}
+        return await self._submit(RESULTS_FOR_TASK, (task_ref, excluding_event))
+
+    # -- polls ---------------------------------------------------------------------------
+
+    async def claim_polls(self, limit: int, lease_s: float) -> list[DuePoll]:
+        """Tasks due for a poll (or a deadline check), leased to the caller."""
+        return await self._submit(CLAIM_POLLS, PollClaim(limit, lease_s))
+
+    async def next_poll_due(self) -> float | None:
+        return await self._submit(NEXT_POLL, None)
+
+    async def poll_done(
+        self, task_ref: str, next_poll_at: float | None, error: str | None = None
+    ) -> None:
+        """Schedule the next poll (None: stop polling), keeping a final state's own schedule."""
+        await self._submit(POLL_DONE, PollDone(task_ref, next_poll_at, error))

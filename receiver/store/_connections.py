@@ -1,0 +1,217 @@
+"""The writer's one database connection, on the plain drivers (stdlib sqlite3, psycopg 3).
+
+SQLite: statements run on the event loop thread itself. They touch only pages in memory and
+take microseconds; hopping to a thread for each would cost more than the work (and on
+CPython a second thread mostly waits for the GIL). What does block — `COMMIT`'s fsync with
+`synchronous=FULL`, and waiting for another process's write lock — runs on a thread of the
+writer's own, so the loop keeps serving requests meanwhile. WAL checkpoints are taken off the
+commit path (`wal_autocheckpoint=0`, a passive checkpoint from another connection).
+
+PostgreSQL: an `AsyncConnection`; `executemany` runs in pipeline mode (one round trip for
+the whole list), and the commit is awaited without blocking the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import sqlite3
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import psycopg
+
+from receiver.errors import StoreUnavailable
+from receiver.store.engine import CONNECT_TIMEOUT_S, SQLITE_BUSY_TIMEOUT_MS, libpq_url
+
+__all__ = [
+    "PostgresConnection",
+    "SqliteConnection",
+    "WriteConnection",
+    "is_conflict",
+    "unavailable",
+]
+
+Params = Mapping[str, Any]
+
+
+class WriteConnection(Protocol):
+    """What a write batch runs on: statements inside one transaction, then commit."""
+
+    async def begin(self) -> None: ...
+    async def rows(self, sql: str, params: Params) -> list[tuple[Any, ...]]: ...
+    async def run(self, sql: str, params: Params) -> int:
+        """Execute; the number of rows it changed."""
+        ...
+
+    async def run_many(self, sql: str, params: Sequence[Params]) -> None: ...
+    async def commit(self) -> None: ...
+    async def rollback(self) -> None: ...
+    async def close(self) -> None: ...
+
+    @property
+    def broken(self) -> bool:
+        """The connection cannot be used again (the writer opens a new one)."""
+        ...
+
+
+def unavailable(exc: BaseException) -> StoreUnavailable | None:
+    """The database cannot be reached (or dropped us): a 503 / back-off, not a bug."""
+    if isinstance(exc, StoreUnavailable):
+        return exc
+    if isinstance(exc, sqlite3.OperationalError):
+        return StoreUnavailable(f"database unavailable: {exc}")
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError | OSError):
+        return StoreUnavailable(f"database unavailable: {type(exc).__name__}")
+    return None
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """A unique key another transaction committed first (a race between processes)."""
+    return isinstance(exc, sqlite3.IntegrityError | psycopg.errors.UniqueViolation)
+
+
+class SqliteConnection:
+    """sqlite3 in autocommit mode with our own `BEGIN IMMEDIATE`: the write lock is taken up
+    front, so a concurrent writer (another process) queues instead of failing to upgrade."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        # The fast path never waits for a lock on the loop: busy_timeout 0 there, and the
+        # waiting (up to SQLITE_BUSY_TIMEOUT_MS) happens on the writer's thread.
+        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=0)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        # FULL: a commit is on disk before we answer 200 (survives power loss, not only kill -9).
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        self._conn.execute("PRAGMA wal_autocheckpoint=0")
+        self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sqlite-commit")
+        self._checkpointer: sqlite3.Connection | None = None
+
+    @property
+    def broken(self) -> bool:
+        return False
+
+    async def _off_loop(self, call: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, call)
+
+    async def begin(self) -> None:
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if not _busy(exc):
+                raise
+            await self._off_loop(self._begin_waiting)
+
+    def _begin_waiting(self) -> None:
+        self._conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        finally:
+            self._conn.execute("PRAGMA busy_timeout=0")
+
+    async def rows(self, sql: str, params: Params) -> list[tuple[Any, ...]]:
+        return self._conn.execute(sql, params).fetchall()
+
+    async def run(self, sql: str, params: Params) -> int:
+        return self._conn.execute(sql, params).rowcount
+
+    async def run_many(self, sql: str, params: Sequence[Params]) -> None:
+        if params:
+            self._conn.executemany(sql, params)
+
+    async def commit(self) -> None:
+        await self._off_loop(self._commit_waiting)
+
+    def _commit_waiting(self) -> None:
+        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                self._conn.execute("COMMIT")
+                return
+            except sqlite3.OperationalError as exc:
+                if not _busy(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.001)
+
+    async def rollback(self) -> None:
+        if self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database file without blocking the writer (PASSIVE), from
+        a connection of its own; called on a thread, never on the commit path."""
+        if self._checkpointer is None:
+            self._checkpointer = sqlite3.connect(self._path, check_same_thread=False)
+        self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    async def close(self) -> None:
+        await self._off_loop(self._close)
+        self._thread.shutdown(wait=True)
+
+    def _close(self) -> None:
+        if self._checkpointer is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._checkpointer.close()
+        with contextlib.suppress(sqlite3.Error):
+            # The last connection out folds the WAL back in, as autocheckpoint would have.
+            self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        self._conn.close()
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc)
+    return "locked" in text or "busy" in text
+
+
+class PostgresConnection:
+    """One psycopg `AsyncConnection` outside autocommit: a transaction per batch."""
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self._conn = conn
+
+    @classmethod
+    async def connect(cls, database_url: str) -> PostgresConnection:
+        conn = await psycopg.AsyncConnection.connect(
+            libpq_url(database_url),
+            connect_timeout=CONNECT_TIMEOUT_S,
+            # A half-open TCP connection (the database host vanished) is noticed in ~20 s.
+            keepalives=1,
+            keepalives_idle=10,
+            keepalives_interval=5,
+            keepalives_count=2,
+        )
+        return cls(conn)
+
+    @property
+    def broken(self) -> bool:
+        return self._conn.closed or self._conn.broken
+
+    async def begin(self) -> None:
+        """psycopg opens the transaction with the first statement."""
+
+    async def rows(self, sql: str, params: Params) -> list[tuple[Any, ...]]:
+        cursor = await self._conn.execute(sql, params)
+        return await cursor.fetchall()
+
+    async def run(self, sql: str, params: Params) -> int:
+        cursor = await self._conn.execute(sql, params)
+        return cursor.rowcount
+
+    async def run_many(self, sql: str, params: Sequence[Params]) -> None:
+        if params:
+            async with self._conn.cursor() as cursor:
+                await cursor.executemany(sql, params)
+
+    async def commit(self) -> None:
+        await self._conn.commit()
+
+    async def rollback(self) -> None:
+        if not self.broken:
+            await self._conn.rollback()
+
+    async def close(self) -> None:
+        await self._conn.close()

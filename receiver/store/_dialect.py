@@ -1,0 +1,78 @@
+"""What differs between SQLite and PostgreSQL on the hot path, in one place.
+
+The hot-path statements are SQL text written once with `:name` binds; the few fragments that
+differ (lists, row locks) come from here, and SQLAlchemy's compiler turns the binds into each
+driver's parameter style once, when the store is built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
+
+__all__ = ["POSTGRES", "SQLITE", "SqlDialect"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SqlDialect:
+    """One database's spelling of the hot-path statements."""
+
+    name: str
+    compiler: Dialect
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.name == "postgresql"
+
+    def sql(self, text: str) -> str:
+        """`text` with its `:name` binds in this driver's parameter style."""
+        return str(sa.text(text).compile(dialect=self.compiler))
+
+    def in_list(self, column: str, param: str) -> str:
+        """`column` is one of the values of list parameter `param` (see `values`)."""
+        if self.is_postgres:
+            return f"{column} = ANY(:{param})"
+        return f"{column} IN (SELECT value FROM json_each(:{param}))"
+
+    def not_in_list(self, column: str, param: str) -> str:
+        if self.is_postgres:
+            return f"{column} <> ALL(:{param})"
+        return f"{column} NOT IN (SELECT value FROM json_each(:{param}))"
+
+    def values(self, items: Iterable[Any]) -> Any:
+        """A list parameter: an array for PostgreSQL, a JSON array for SQLite's json_each
+        (one prepared statement for any length, where `IN (?, ?, ...)` needs one per length)."""
+        return list(items) if self.is_postgres else json.dumps(list(items))
+
+    @property
+    def skip_locked(self) -> str:
+        """Claims: rows another transaction holds are skipped, not waited for."""
+        return " FOR UPDATE SKIP LOCKED" if self.is_postgres else ""
+
+    @property
+    def lock(self) -> str:
+        """Rows read to be updated in the same transaction (SQLite's single writer already
+        holds the whole database)."""
+        return " FOR UPDATE" if self.is_postgres else ""
+
+
+def load_json(value: Any) -> Any:
+    """A JSON column as read back: psycopg parses it, sqlite3 returns the text."""
+    if isinstance(value, str | bytes):
+        return json.loads(value)
+    return value
+
+
+def dump_json(value: Any) -> str | None:
+    """A JSON column as written: text on both (PostgreSQL casts an untyped text to json)."""
+    return None if value is None else json.dumps(value)
+
+
+SQLITE = SqlDialect("sqlite", sqlite.dialect(paramstyle="named"))
+POSTGRES = SqlDialect("postgresql", postgresql.psycopg.dialect())  # type: ignore[no-untyped-call]

@@ -1,0 +1,297 @@
+"""Ingest: a batch of verified inbounds → inbox rows, tasks, events, deliveries, in one go.
+
+Every inbound of the batch is applied as if alone and in order (a later one sees an earlier
+one's rows: dedupe holds inside the batch), but the database sees a fixed number of
+statements per batch, whatever its size: three reads (webhook ids seen, tasks, dedupe keys
+seen) and one `executemany` per table written.
+
+Concurrency: on SQLite the writer holds the database's write lock for the whole batch, so
+"read what exists, then insert the rest" cannot race. On PostgreSQL another process may
+commit the same key between our read and our insert; its unique index then fails our
+batch, the writer runs each inbound again alone, and that time the read finds the row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from receiver.models import FINAL_KINDS
+from receiver.store._dialect import SqlDialect, dump_json, load_json
+from receiver.store.base import Inbound, IngestResult, Router
+from receiver.store.writer import Tx, WriteKind
+
+__all__ = ["FINAL_TASK_STATES", "INGEST", "new_id"]
+
+FINAL_TASK_STATES = frozenset({"succeeded", "failed", "timed_out"})
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Sql:
+    inbox_seen: str
+    tasks_for: str
+    events_seen: str
+    insert_inbox: str
+    insert_task: str
+    fill_upstream: str
+    advance_task: str
+    insert_event: str
+    insert_delivery: str
+
+
+@functools.cache
+def _sql(d: SqlDialect) -> _Sql:
+    return _Sql(
+        inbox_seen=d.sql(f"SELECT webhook_id FROM inbox WHERE {d.in_list('webhook_id', 'ids')}"),
+        tasks_for=d.sql(
+            "SELECT id, upstream_id, state, labels, handlers FROM tasks"
+            f" WHERE {d.in_list('id', 'refs')} OR {d.in_list('upstream_id', 'keys')}"
+        ),
+        events_seen=d.sql(f"SELECT dedupe_key FROM events WHERE {d.in_list('dedupe_key', 'keys')}"),
+        insert_inbox=d.sql(
+            "INSERT INTO inbox (id, webhook_id, task_id, source, event_header, body, received_at)"
+            " VALUES (:id, :webhook_id, :task_id, :source, :event_header, :body, :received_at)"
+        ),
+        insert_task=d.sql(
+            "INSERT INTO tasks (id, upstream_id, family, platform, state, origin, prompt, params,"
+            " labels, handlers, created_at, updated_at, poll_attempts)"
+            " VALUES (:id, :upstream_id, :platform, :platform, :state, 'external', NULL, '{}',"
+            " '{}', NULL, :now, :now, 0)"
+        ),
+        fill_upstream=d.sql("UPDATE tasks SET upstream_id = :upstream_id WHERE id = :id"),
+        advance_task=d.sql(
+            "UPDATE tasks SET state = :state, updated_at = :now,"
+            " next_poll_at = CASE WHEN :final = 1 THEN NULL ELSE next_poll_at END"
+            " WHERE id = :id"
+        ),
+        insert_event=d.sql(
+            "INSERT INTO events (id, inbox_id, dedupe_key, task_id, task_ref, clip_id, kind,"
+            " platform, source, clip, error, received_at) VALUES (:id, :inbox_id, :dedupe_key,"
+            " :task_id, :task_ref, :clip_id, :kind, :platform, :source, :clip, :error, :now)"
+        ),
+        insert_delivery=d.sql(
+            "INSERT INTO deliveries (id, event_id, handler, stage, state, attempts,"
+            " next_attempt_at, created_at, updated_at) VALUES (:id, :event_id, :handler,"
+            " :stage, 'pending', 0, :now, :now, :now)"
+        ),
+    )
+
+
+@dataclasses.dataclass(slots=True)
+class _Task:
+    """A task row as the batch sees it: loaded once, then changed in memory."""
+
+    id: str
+    upstream_id: str | None
+    state: str
+    labels: Mapping[str, str]
+    handlers: Sequence[str] | None
+    new: bool = False
+    platform: str = ""
+    filled: bool = False
+    advanced: bool = False
+
+    @property
+    def upstream_key(self) -> str:
+        """Events of a task whose upstream id is still unknown are keyed by our own id."""
+        return self.upstream_id if self.upstream_id is not None else f"ref:{self.id}"
+
+
+def _upstream_key(inbound: Inbound) -> str | None:
+    """The upstream id an unknown task is recorded under: the callback's task_id, else (a valid
+    token for a task this database lacks, e.g. reset with the key kept) `ref:<token's ref>`."""
+    if inbound.task_id is not None:
+        return inbound.task_id
+    return f"ref:{inbound.task_ref}" if inbound.task_ref is not None else None
+
+
+class _Tasks:
+    """The batch's tasks by id and by upstream id, read in one query."""
+
+    def __init__(self, rows: list[tuple[Any, ...]]) -> None:
+        self.by_id: dict[str, _Task] = {}
+        self.by_upstream: dict[str, _Task] = {}
+        for id_, upstream_id, state, labels, handlers in rows:
+            self._add(_Task(id_, upstream_id, state, load_json(labels) or {}, load_json(handlers)))
+
+    def _add(self, task: _Task) -> None:
+        self.by_id[task.id] = task
+        if task.upstream_id is not None:
+            self.by_upstream[task.upstream_id] = task
+
+    def resolve(self, inbound: Inbound) -> _Task:
+        """The task this inbound is about; an unknown task is recorded as external."""
+        task = self.by_id.get(inbound.task_ref) if inbound.task_ref is not None else None
+        key = _upstream_key(inbound)
+        if task is None and key is not None:
+            task = self.by_upstream.get(key)
+        if task is None:
+            task = _Task(new_id(), key, "running", {}, None, new=True, platform=inbound.platform)
+            self._add(task)
+            return task
+        if task.upstream_id is None and inbound.task_id is not None:
+            # The callback arrived before the create call's answer was recorded.
+            task.upstream_id = inbound.task_id
+            task.filled = True
+            self.by_upstream[task.upstream_id] = task
+        return task
+
+
+def _next_state(state: str, kinds: list[str]) -> str | None:
+    """The task's state after these events, or None when they do not move it."""
+    kinds = [kind for kind in kinds if kind != "task.submitted"]
+    if state in FINAL_TASK_STATES or not kinds:
+        return None
+    if "task.timed_out" in kinds:
+        return "timed_out"
+    if "song.completed" in kinds:
+        return "succeeded"
+    if all(kind in FINAL_KINDS for kind in kinds):
+        return "failed"
+    return "streaming"
+
+
+def _clip_error(clip: Mapping[str, Any], kind: str, inbound: Inbound) -> Any:
+    return (
+        clip.get("error_message")
+        or clip.get("error")
+        or (inbound.message if kind == "song.failed" else None)
+    )
+
+
+async def _ingest(tx: Tx, items: list[tuple[Inbound, Router]]) -> list[IngestResult]:
+    sql, d, now = _sql(tx.dialect), tx.dialect, time.time()
+    results: list[IngestResult | None] = [None] * len(items)
+
+    # 1. The inbox: a webhook id seen before (or earlier in this batch) is a duplicate.
+    webhook_ids = [i.webhook_id for i, _ in items if i.webhook_id is not None]
+    seen: set[str] = set()
+    if webhook_ids:
+        seen = {r[0] for r in await tx.db.rows(sql.inbox_seen, {"ids": d.values(webhook_ids)})}
+    fresh: list[tuple[int, Inbound, Router, str]] = []
+    inbox_rows: list[dict[str, Any]] = []
+    for index, (inbound, route) in enumerate(items):
+        if inbound.webhook_id is not None:
+            if inbound.webhook_id in seen:
+                results[index] = IngestResult(duplicate=True, task_ref=inbound.task_ref)
+                continue
+            seen.add(inbound.webhook_id)
+        inbox_id = new_id()
+        fresh.append((index, inbound, route, inbox_id))
+        inbox_rows.append(
+            {
+                "id": inbox_id,
+                "webhook_id": inbound.webhook_id,
+                "task_id": inbound.task_id,
+                "source": inbound.source,
+                "event_header": inbound.event_header,
+                "body": inbound.body,
+                "received_at": now,
+            }
+        )
+
+    # 2. Tasks, read once for the batch and resolved in order.
+    refs = [i.task_ref for _, i, _, _ in fresh if i.task_ref is not None]
+    keys = [k for _, i, _, _ in fresh if (k := _upstream_key(i)) is not None]
+    task_rows: list[tuple[Any, ...]] = []
+    if refs or keys:
+        task_rows = await tx.db.rows(
+            sql.tasks_for, {"refs": d.values(refs), "keys": d.values(keys)}
+        )
+    tasks = _Tasks(task_rows)
+    resolved = [(n, i, route, inbox_id, tasks.resolve(i)) for n, i, route, inbox_id in fresh]
+
+    # 3. Events: a (task, clip, kind) seen before is not a new fact.
+    dedupe_keys = [
+        f"{task.upstream_key}:{clip_id}:{kind}"
+        for _, inbound, _, _, task in resolved
+        for kind, clip_id, _ in inbound.clips
+    ]
+    known: set[str] = set()
+    if dedupe_keys:
+        rows = await tx.db.rows(sql.events_seen, {"keys": d.values(dedupe_keys)})
+        known = {r[0] for r in rows}
+    event_rows: list[dict[str, Any]] = []
+    delivery_rows: list[dict[str, Any]] = []
+    for index, inbound, route, inbox_id, task in resolved:
+        event_ids: list[str] = []
+        count = 0
+        for kind, clip_id, clip in inbound.clips:
+            key = f"{task.upstream_key}:{clip_id}:{kind}"
+            if key in known:
+                continue
+            known.add(key)
+            event_id = new_id()
+            event_ids.append(event_id)
+            event_rows.append(
+                {
+                    "id": event_id,
+                    "inbox_id": inbox_id,
+                    "dedupe_key": key,
+                    "task_id": task.upstream_key,
+                    "task_ref": task.id,
+                    "clip_id": clip_id,
+                    "kind": kind,
+                    "platform": inbound.platform,
+                    "source": inbound.source,
+                    "clip": dump_json(dict(clip)),
+                    "error": _clip_error(clip, kind, inbound),
+                    "now": now,
+                }
+            )
+            targets = route(kind, inbound.platform, task.labels, task.handlers)
+            delivery_rows.extend(
+                {"id": new_id(), "event_id": event_id, "handler": name, "stage": stage, "now": now}
+                for name, stage in targets
+            )
+            count += len(targets)
+        state = _next_state(task.state, [kind for kind, _, _ in inbound.clips])
+        if state is not None:
+            task.state, task.advanced = state, True
+        results[index] = IngestResult(
+            duplicate=not event_ids and bool(inbound.clips),
+            task_ref=task.id,
+            event_ids=tuple(event_ids),
+            deliveries=count,
+        )
+
+    # 4. Write: one statement per table for the whole batch.
+    touched = list({id(t): t for *_, t in resolved}.values())
+    await tx.db.run_many(sql.insert_inbox, inbox_rows)
+    await tx.db.run_many(
+        sql.insert_task,
+        [
+            {"id": t.id, "upstream_id": t.upstream_id, "platform": t.platform, "state": t.state}
+            | {"now": now}
+            for t in touched
+            if t.new
+        ],
+    )
+    await tx.db.run_many(
+        sql.fill_upstream,
+        [{"id": t.id, "upstream_id": t.upstream_id} for t in touched if t.filled and not t.new],
+    )
+    await tx.db.run_many(
+        sql.advance_task,
+        [
+            {"id": t.id, "state": t.state, "now": now, "final": int(t.state in FINAL_TASK_STATES)}
+            for t in touched
+            if t.advanced and not t.new
+        ],
+    )
+    await tx.db.run_many(sql.insert_event, event_rows)
+    await tx.db.run_many(sql.insert_delivery, delivery_rows)
+    if delivery_rows:
+        tx.wake("deliveries")
+    return [r for r in results if r is not None]
+
+
+INGEST: WriteKind[tuple[Inbound, Router], IngestResult] = WriteKind("ingest", _ingest)
