@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import socket
 import time
@@ -51,7 +52,7 @@ class Dispatcher:
         spool_root: Path,
         download_policy: DownloadPolicy,
         public_url: str,
-        concurrency: int = 16,
+        concurrency: int = 64,
         lease_s: float = 60.0,
         sweep_s: float = 5.0,
         shutdown_grace_s: float = 25.0,
@@ -183,42 +184,40 @@ class Dispatcher:
         configured = self.handlers.get(claim.handler)
         try:
             if configured is None:
-                await self._record(
-                    claim,
-                    "dead",
-                    error=f"handler {claim.handler!r} is no longer configured",
-                    blame="relay",
-                )
+                error = f"handler {claim.handler!r} is no longer configured"
+                await self._record(claim, _Outcome("dead", "dead", error=error, blame="relay"))
                 self.metrics.delivery(claim.handler, "dead")
                 bound.error("delivery dead: handler not configured")
                 return
             # The lease is held from the claim on (see `_keep_leases`): waiting for a slot
-            # or the rate limit does not let it expire.
+            # or the rate limit does not let it expire. The slot is the destination's: it is
+            # given back when the handler returns, before the outcome is written.
             async with self._per_handler[claim.handler]:
                 pacer = self._pacers.get(claim.handler)
                 if pacer is not None:
                     await pacer.wait()
-                await self._run_handler(claim, configured, bound)
+                outcome = await self._run_handler(claim, configured, bound)
+            await self._record(claim, outcome)
+            self.metrics.delivery(claim.handler, outcome.metric, outcome.seconds)
+            outcome.log(bound)
         except StoreUnavailable as exc:
             # The lease will expire and another attempt will run: nothing is lost.
             bound.warning("could not record the delivery outcome", error=str(exc))
         except Exception:
             bound.exception("dispatcher error")
 
-    async def _record(
-        self,
-        claim: Claim,
-        state: Literal["succeeded", "pending", "dead"],
-        *,
-        error: str | None = None,
-        blame: str | None = None,
-        retry_at: float | None = None,
-        result: Mapping[str, Any] | None = None,
-    ) -> None:
+    async def _record(self, claim: Claim, outcome: _Outcome) -> None:
         """Write the attempt's outcome; the last delivery of an event removes its spool."""
         finished = await self.store.finish(
             Finish(
-                claim.delivery_id, self.owner, claim.attempt, state, error, blame, retry_at, result
+                claim.delivery_id,
+                self.owner,
+                claim.attempt,
+                outcome.state,
+                outcome.error,
+                outcome.blame,
+                outcome.retry_at,
+                outcome.result,
             )
         )
         if not finished.recorded:
@@ -232,7 +231,9 @@ class Dispatcher:
             if spool.exists():
                 await asyncio.to_thread(spool.cleanup)
 
-    async def _run_handler(self, claim: Claim, configured: ConfiguredHandler, bound: Any) -> None:
+    async def _run_handler(
+        self, claim: Claim, configured: ConfiguredHandler, bound: Any
+    ) -> _Outcome:
         spec = configured.spec
         event = claim.event
         ctx = HandlerContext(
@@ -255,48 +256,24 @@ class Dispatcher:
             async with asyncio.timeout(spec.timeout_s):
                 result = await configured.handler.handle(claim.event, ctx)
         except HandlerError as exc:
-            await self._failed(
-                claim,
-                configured,
-                exc.message,
-                exc.blame,
-                exc.retryable,
-                exc.retry_after,
-                bound,
-                started,
+            return self._failed(
+                claim, configured, exc.message, exc.blame, exc.retryable, exc.retry_after, started
             )
-            return
         except TimeoutError:
-            await self._failed(
-                claim,
-                configured,
-                f"timed out after {spec.timeout_s:g} s",
-                "unavailable",
-                True,
-                None,
-                bound,
-                started,
-            )
-            return
+            error = f"timed out after {spec.timeout_s:g} s"
+            return self._failed(claim, configured, error, "unavailable", True, None, started)
         except Exception as exc:
             bound.exception("handler raised an unexpected error")
-            await self._failed(
-                claim,
-                configured,
-                f"{type(exc).__name__}: {exc}",
-                "relay",
-                True,
-                None,
-                bound,
-                started,
-            )
-            return
-        seconds = time.monotonic() - started
-        await self._record(claim, "succeeded", result=dict(result) if result else None)
-        self.metrics.delivery(claim.handler, "succeeded", seconds)
-        bound.info("delivery succeeded", duration_ms=round(seconds * 1000, 1))
+            error = f"{type(exc).__name__}: {exc}"
+            return self._failed(claim, configured, error, "relay", True, None, started)
+        return _Outcome(
+            "succeeded",
+            "succeeded",
+            seconds=time.monotonic() - started,
+            result=dict(result) if result else None,
+        )
 
-    async def _failed(
+    def _failed(
         self,
         claim: Claim,
         configured: ConfiguredHandler,
@@ -304,9 +281,8 @@ class Dispatcher:
         blame: str,
         retryable: bool,
         retry_after: float | None,
-        bound: Any,
         started: float,
-    ) -> None:
+    ) -> _Outcome:
         seconds = time.monotonic() - started
         if retry_after:
             # The destination asked for quiet: pause the whole handler, not just this delivery.
@@ -315,18 +291,17 @@ class Dispatcher:
         exhausted = claim.attempt >= configured.spec.max_attempts
         if retryable and not exhausted:
             delay = configured.retry_delay(claim.attempt, retry_after)
-            await self._record(
-                claim, "pending", error=error, blame=blame, retry_at=time.time() + delay
+            return _Outcome(
+                "pending",
+                "retry",
+                seconds=seconds,
+                error=error,
+                blame=blame,
+                retry_at=time.time() + delay,
+                retry_in_s=delay,
             )
-            self.metrics.delivery(claim.handler, "retry", seconds)
-            bound.warning(
-                "delivery failed; will retry", error=error, blame=blame, retry_in_s=round(delay, 3)
-            )
-        else:
-            await self._record(claim, "dead", error=error, blame=blame)
-            self.metrics.delivery(claim.handler, "dead", seconds)
-            why = "attempts exhausted" if retryable else "permanent error"
-            bound.error(f"delivery dead-lettered: {why}", error=error, blame=blame)
+        why = "attempts exhausted" if retryable else "permanent error"
+        return _Outcome("dead", "dead", seconds=seconds, error=error, blame=blame, why=why)
 
     async def _keep_leases(self) -> None:
         """Slow handlers keep their claims: renew every in-flight lease, in one batch, well
@@ -337,6 +312,36 @@ class Dispatcher:
             if held:
                 with contextlib.suppress(StoreUnavailable):
                     await self.store.extend_leases(held, self.owner, self.lease_s)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Outcome:
+    """How one attempt ended, decided while the handler's slot is held and written after."""
+
+    state: Literal["succeeded", "pending", "dead"]
+    metric: str
+    """succeeded, retry or dead (`aimusic_relay_deliveries`)."""
+    seconds: float | None = None
+    error: str | None = None
+    blame: str | None = None
+    retry_at: float | None = None
+    result: Mapping[str, Any] | None = None
+    retry_in_s: float = 0.0
+    why: str = ""
+
+    def log(self, bound: Any) -> None:
+        if self.state == "succeeded":
+            duration_ms = round((self.seconds or 0.0) * 1000, 1)
+            bound.info("delivery succeeded", duration_ms=duration_ms)
+        elif self.state == "pending":
+            bound.warning(
+                "delivery failed; will retry",
+                error=self.error,
+                blame=self.blame,
+                retry_in_s=round(self.retry_in_s, 3),
+            )
+        elif self.why:
+            bound.error(f"delivery dead-lettered: {self.why}", error=self.error, blame=self.blame)
 
 
 async def wait_any(wake: asyncio.Event, stop: asyncio.Event, wait_s: float) -> None:

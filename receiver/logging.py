@@ -70,6 +70,9 @@ def configure_logging(
     )
     structlog.configure(
         processors=[
+            # First: a line below the level costs a method call, not the whole chain (the
+            # hot path logs each callback and delivery at info; production often runs warning).
+            structlog.stdlib.filter_by_level,
             *shared,
             structlog.processors.format_exc_info,
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,

@@ -61,6 +61,10 @@ POLL_RESULTS = (
 """One poll of a task: new events, nothing new yet, 429, polling given up for good, an upstream
 failure to retry, no upstream id to ask with (create outcome unknown), deadline passed, a bug."""
 
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+"""Writes per committed transaction; the writer takes at most 256 (`writer.MAX_BATCH`)."""
+_COMMIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
 _DELIVERY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
 
@@ -77,6 +81,8 @@ class Metrics:
     upstream_errors: Counter
     queue_depth: Gauge
     oldest_pending_age: Gauge
+    store_batch_size: Histogram
+    store_commit_seconds: Histogram
 
     @classmethod
     def create(cls, handlers: Iterable[str] = ()) -> Metrics:
@@ -130,6 +136,18 @@ class Metrics:
                 "Age of the oldest pending delivery (0 when none), read at scrape time.",
                 registry=registry,
             ),
+            store_batch_size=Histogram(
+                "aimusic_relay_store_batch_size",
+                "Writes (ingests, claims, finishes, ...) committed together in one transaction.",
+                buckets=_BATCH_BUCKETS,
+                registry=registry,
+            ),
+            store_commit_seconds=Histogram(
+                "aimusic_relay_store_commit_seconds",
+                "One write transaction, from its start to its commit.",
+                buckets=_COMMIT_BUCKETS,
+                registry=registry,
+            ),
         )
         for outcome in CALLBACK_OUTCOMES:
             metrics.callbacks.labels(outcome)
@@ -152,6 +170,11 @@ class Metrics:
         self.deliveries.labels(handler, outcome).inc()
         if seconds is not None:
             self.delivery_seconds.labels(handler).observe(seconds)
+
+    def store_commit(self, writes: int, seconds: float) -> None:
+        """The store's writer committed a transaction holding `writes` writes."""
+        self.store_batch_size.observe(writes)
+        self.store_commit_seconds.observe(seconds)
 
     def poll(self, result: str) -> None:
         self.polls.labels(result).inc()

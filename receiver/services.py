@@ -50,13 +50,15 @@ def build_services(settings: Settings, *, registry: HandlerRegistry | None = Non
     http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0), headers=headers)
     api_key = settings.aimusic_api_key.get_secret_value() if settings.aimusic_api_key else None
     metrics = Metrics.create(h.name for h in handlers)
+    store = open_store(
+        settings.database_url,
+        pool_size=settings.relay_db_pool_size,
+        pool_timeout_s=settings.relay_db_pool_timeout_s,
+    )
+    store.writer.on_commit = metrics.store_commit
     return Services(
         settings=settings,
-        store=open_store(
-            settings.database_url,
-            pool_size=settings.relay_db_pool_size,
-            pool_timeout_s=settings.relay_db_pool_timeout_s,
-        ),
+        store=store,
         handlers=handlers,
         tokens=CallbackTokens(settings.secret_keys),
         http=http,
