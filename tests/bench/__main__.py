@@ -16,14 +16,15 @@ from typing import Any
 
 from rich.console import Console
 
-from tests.bench import dispatch, ingest, loadgen, machine, memory, procs, report, scale
+from tests.bench import dispatch, ingest, loadgen, machine, memory, procs, rate, report, scale
 
-STEPS = ("ingest", "dispatch", "memory", "scale")
+STEPS = ("ingest", "dispatch", "rate", "memory", "scale")
 
 
 DESCRIPTIONS = {
     "ingest": "bare app vs relay under wrk",
     "dispatch": "callback accepted → handler start",
+    "rate": "deliveries drained per second from a backlog",
     "memory": "one large song through disk + S3",
     "scale": "cost against stored history",
 }
@@ -32,10 +33,15 @@ DESCRIPTIONS = {
 def _run_step(step: str, workdir: Path, *, quick: bool, postgres: bool) -> dict[str, Any]:
     """One benchmark with the sizes of the mode: quick trades precision for time."""
     if step == "ingest":
-        load = ingest.Load(duration_s=2) if quick else ingest.Load(duration_s=10)
-        return ingest.run(workdir, load, postgres=postgres)
+        # quick: the c64 row runs 1 s, so eight wrk runs stay well inside the minute
+        narrow = ingest.Load(duration_s=2 if quick else 10)
+        wide = ingest.Load(duration_s=1 if quick else 10, connections=ingest.WIDE)
+        return ingest.run(workdir, [narrow, wide], postgres=postgres)
     if step == "dispatch":
         return dispatch.run(workdir, 20 if quick else 200, postgres=postgres)
+    if step == "rate":
+        # a count, not a time: quick must still finish on today's store (~100/s)
+        return rate.run(workdir, 2_000 if quick else 5_000, postgres_too=postgres)
     if step == "memory":
         return memory.run(workdir / "memory", (50 if quick else 500) * 2**20)
     points = [1_000, 10_000] if quick else [1_000, 10_000, 100_000]
