@@ -51,6 +51,12 @@ class _Redactor:
         return event_dict
 
 
+_PROCESSORS: list[Any] = []
+"""structlog's processor chain, changed in place: loggers are cached on first use (building
+one per call was a measurable share of a callback's cost), and a cached logger keeps the list
+it was built with, so a later `configure_logging` (new secrets to redact) must reach it."""
+
+
 def configure_logging(
     level: str = "info", fmt: str = "auto", secret_values: Iterable[str] = ()
 ) -> None:
@@ -68,18 +74,19 @@ def configure_logging(
         if json_output
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
+    _PROCESSORS[:] = [
+        # First: a line below the level costs a method call, not the whole chain (the hot
+        # path logs each callback and delivery at info; production often runs warning).
+        structlog.stdlib.filter_by_level,
+        *shared,
+        structlog.processors.format_exc_info,
+        structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+    ]
     structlog.configure(
-        processors=[
-            # First: a line below the level costs a method call, not the whole chain (the
-            # hot path logs each callback and delivery at info; production often runs warning).
-            structlog.stdlib.filter_by_level,
-            *shared,
-            structlog.processors.format_exc_info,
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
-        ],
+        processors=_PROCESSORS,
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=False,
+        cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(

