@@ -7,8 +7,11 @@ CPython a second thread mostly waits for the GIL). What does block — `COMMIT`'
 writer's own, so the loop keeps serving requests meanwhile. WAL checkpoints are taken off the
 commit path (`wal_autocheckpoint=0`, a passive checkpoint from another connection).
 
-PostgreSQL: an `AsyncConnection`; `executemany` runs in pipeline mode (one round trip for
-the whole list), and the commit is awaited without blocking the loop.
+PostgreSQL: an `AsyncConnection` in pipeline mode for the whole transaction: writes are
+sent without waiting for their answers, reads that do not depend on each other go out
+together (`rows_many`), and the commit flushes the lot; a batch costs a few round trips, not
+one per statement. Each round trip hands the event loop back to the HTTP work queued meanwhile,
+so on a busy process every avoided round trip is a loop iteration less of latency.
 """
 
 from __future__ import annotations
@@ -44,6 +47,12 @@ class WriteConnection(Protocol):
 
     async def begin(self) -> None: ...
     async def rows(self, sql: str, params: Params) -> list[tuple[Any, ...]]: ...
+    async def rows_many(
+        self, statements: Sequence[tuple[str, Params]]
+    ) -> list[list[tuple[Any, ...]]]:
+        """Several independent reads, sent together where the driver can."""
+        ...
+
     async def run(self, sql: str, params: Params) -> int:
         """Execute; the number of rows it changed."""
         ...
@@ -118,6 +127,11 @@ class SqliteConnection:
     async def rows(self, sql: str, params: Params) -> list[tuple[Any, ...]]:
         return self._conn.execute(sql, params).fetchall()
 
+    async def rows_many(
+        self, statements: Sequence[tuple[str, Params]]
+    ) -> list[list[tuple[Any, ...]]]:
+        return [self._conn.execute(sql, params).fetchall() for sql, params in statements]
+
     async def run(self, sql: str, params: Params) -> int:
         return self._conn.execute(sql, params).rowcount
 
@@ -172,6 +186,7 @@ at roughly 16 callbacks per 8 ms at 16 connections."""
 
 
 def _prompt_thread_handoff() -> None:
+    """Lower the interval, process-wide, once a process runs the commit thread."""
     if sys.getswitchinterval() > SWITCH_INTERVAL_S:
         sys.setswitchinterval(SWITCH_INTERVAL_S)
 
@@ -182,10 +197,12 @@ def _busy(exc: sqlite3.OperationalError) -> bool:
 
 
 class PostgresConnection:
-    """One psycopg `AsyncConnection` outside autocommit: a transaction per batch."""
+    """One psycopg `AsyncConnection` outside autocommit: a pipelined transaction per batch."""
 
     def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
         self._conn = conn
+        self._pipeline: Any = None
+        self._pipeline_block: Any = None
 
     @classmethod
     async def connect(cls, database_url: str) -> PostgresConnection:
@@ -205,25 +222,43 @@ class PostgresConnection:
         return self._conn.closed or self._conn.broken
 
     async def begin(self) -> None:
-        """psycopg opens the transaction with the first statement."""
+        """Enter pipeline mode; psycopg opens the transaction with the first statement."""
+        self._pipeline_block = self._conn.pipeline()
+        self._pipeline = await self._pipeline_block.__aenter__()
+
+    async def _leave_pipeline(self, exc: BaseException | None = None) -> None:
+        block, self._pipeline_block, self._pipeline = self._pipeline_block, None, None
+        if block is not None:
+            await block.__aexit__(type(exc) if exc else None, exc, None)
 
     async def rows(self, sql: str, params: Params) -> list[tuple[Any, ...]]:
         cursor = await self._conn.execute(sql, params)
         return await cursor.fetchall()
 
+    async def rows_many(
+        self, statements: Sequence[tuple[str, Params]]
+    ) -> list[list[tuple[Any, ...]]]:
+        cursors = [await self._conn.execute(sql, params) for sql, params in statements]
+        return [await cursor.fetchall() for cursor in cursors]
+
     async def run(self, sql: str, params: Params) -> int:
         cursor = await self._conn.execute(sql, params)
+        if self._pipeline is not None:
+            await self._pipeline.sync()  # the row count is only known once it has run
         return cursor.rowcount
 
     async def run_many(self, sql: str, params: Sequence[Params]) -> None:
         if params:
-            async with self._conn.cursor() as cursor:
-                await cursor.executemany(sql, params)
+            await self._conn.cursor().executemany(sql, params)
 
     async def commit(self) -> None:
         await self._conn.commit()
+        await self._leave_pipeline()
 
     async def rollback(self) -> None:
+        # Leaving the pipeline may report the error that made us roll back once more.
+        with contextlib.suppress(psycopg.Error):
+            await self._leave_pipeline(RuntimeError("rolled back"))
         if not self.broken:
             await self._conn.rollback()
 

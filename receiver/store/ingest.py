@@ -61,9 +61,13 @@ class _Sql:
 def _sql(d: SqlDialect) -> _Sql:
     return _Sql(
         inbox_seen=d.sql(f"SELECT webhook_id FROM inbox WHERE {d.in_list('webhook_id', 'ids')}"),
+        # UNION ALL, not OR: each half is a unique-index lookup on any engine, even before
+        # PostgreSQL has statistics (with an OR it scanned the whole table until ANALYZE).
         tasks_for=d.sql(
             "SELECT id, upstream_id, state, labels, handlers FROM tasks"
-            f" WHERE {d.in_list('id', 'refs')} OR {d.in_list('upstream_id', 'keys')}"
+            f" WHERE {d.in_list('id', 'refs')} UNION ALL"
+            " SELECT id, upstream_id, state, labels, handlers FROM tasks"
+            f" WHERE {d.in_list('upstream_id', 'keys')}"
         ),
         events_seen=d.sql(f"SELECT dedupe_key FROM events WHERE {d.in_list('dedupe_key', 'keys')}"),
         insert_inbox=d.sql(
@@ -184,11 +188,29 @@ async def _ingest(tx: Tx, items: list[tuple[Inbound, Router]]) -> list[IngestRes
     sql, d, now, new_id = _sql(tx.dialect), tx.dialect, time.time(), _Ids()
     results: list[IngestResult | None] = [None] * len(items)
 
-    # 1. The inbox: a webhook id seen before (or earlier in this batch) is a duplicate.
+    # One round trip reads the webhook ids seen before, the tasks, and the events already
+    # known under the dedupe keys the inbounds will most likely have (their task is almost
+    # always recorded under the callback's task_id); keys that turn out otherwise are read
+    # after the tasks are resolved. A duplicate's rows cost a read, not a round trip.
     webhook_ids = [i.webhook_id for i, _ in items if i.webhook_id is not None]
-    seen: set[str] = set()
-    if webhook_ids:
-        seen = {r[0] for r in await tx.db.rows(sql.inbox_seen, {"ids": d.values(webhook_ids)})}
+    refs = [i.task_ref for i, _ in items if i.task_ref is not None]
+    keys = [k for i, _ in items if (k := _upstream_key(i)) is not None]
+    likely_keys = {
+        f"{i.task_id}:{clip_id}:{kind}"
+        for i, _ in items
+        if i.task_id is not None
+        for kind, clip_id, _ in i.clips
+    }
+    seen_rows, task_rows, known_rows = await tx.db.rows_many(
+        [
+            (sql.inbox_seen, {"ids": d.values(webhook_ids)}),
+            (sql.tasks_for, {"refs": d.values(refs), "keys": d.values(keys)}),
+            (sql.events_seen, {"keys": d.values(likely_keys)}),
+        ]
+    )
+    seen = {row[0] for row in seen_rows}
+
+    # 1. The inbox: a webhook id seen before (or earlier in this batch) is a duplicate.
     fresh: list[tuple[int, Inbound, Router, str]] = []
     inbox_rows: list[dict[str, Any]] = []
     for index, (inbound, route) in enumerate(items):
@@ -211,27 +233,20 @@ async def _ingest(tx: Tx, items: list[tuple[Inbound, Router]]) -> list[IngestRes
             }
         )
 
-    # 2. Tasks, read once for the batch and resolved in order.
-    refs = [i.task_ref for _, i, _, _ in fresh if i.task_ref is not None]
-    keys = [k for _, i, _, _ in fresh if (k := _upstream_key(i)) is not None]
-    task_rows: list[tuple[Any, ...]] = []
-    if refs or keys:
-        task_rows = await tx.db.rows(
-            sql.tasks_for, {"refs": d.values(refs), "keys": d.values(keys)}
-        )
+    # 2. Tasks, resolved in order.
     tasks = _Tasks(task_rows, new_id)
     resolved = [(n, i, route, inbox_id, tasks.resolve(i)) for n, i, route, inbox_id in fresh]
 
     # 3. Events: a (task, clip, kind) seen before is not a new fact.
-    dedupe_keys = [
+    known = {row[0] for row in known_rows}
+    unlikely = {
         f"{task.upstream_key}:{clip_id}:{kind}"
         for _, inbound, _, _, task in resolved
         for kind, clip_id, _ in inbound.clips
-    ]
-    known: set[str] = set()
-    if dedupe_keys:
-        rows = await tx.db.rows(sql.events_seen, {"keys": d.values(dedupe_keys)})
-        known = {r[0] for r in rows}
+    } - likely_keys
+    if unlikely:
+        rows = await tx.db.rows(sql.events_seen, {"keys": d.values(unlikely)})
+        known.update(row[0] for row in rows)
     event_rows: list[dict[str, Any]] = []
     delivery_rows: list[dict[str, Any]] = []
     for index, inbound, route, inbox_id, task in resolved:

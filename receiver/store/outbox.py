@@ -74,6 +74,7 @@ class _Sql:
     events: str
     event_results: str
     task_results: str
+    task_results_by_ref: str
     next_pending: str
     next_running: str
     held: str
@@ -132,7 +133,16 @@ def _sql(d: SqlDialect) -> _Sql:
             "SELECT event_id, handler, result FROM deliveries"
             f" WHERE {d.in_list('event_id', 'ids')} AND {state} = 'succeeded'"
         ),
+        # The results of every event of the tasks these events belong to.
+        # (A task's events may be listed twice when two of them are claimed together: the
+        # caller keys the rows, so a repeat costs nothing.)
         task_results=d.sql(
+            "SELECT e.task_ref, e.id, d.handler, d.result FROM events c"
+            " JOIN events e ON e.task_ref = c.task_ref JOIN deliveries d ON d.event_id = e.id"
+            f" WHERE {d.in_list('c.id', 'ids')} AND {d.unindexed('d.state')} = 'succeeded'"
+            " ORDER BY d.updated_at"
+        ),
+        task_results_by_ref=d.sql(
             "SELECT e.task_ref, e.id, d.handler, d.result FROM deliveries d"
             " JOIN events e ON e.id = d.event_id"
             f" WHERE {d.in_list('e.task_ref', 'refs')} AND {d.unindexed('d.state')} = 'succeeded'"
@@ -208,13 +218,13 @@ async def _next_due(tx: Tx, exclude: Collection[str]) -> float | None:
 async def _claim_one(tx: Tx, request: ClaimRequest) -> Claimed:
     sql, d, now = _sql(tx.dialect), tx.dialect, time.time()
     params = {"now": now, "limit": request.limit, "exclude": d.values(request.exclude)}
-    expired = [row[0] for row in await tx.db.rows(sql.pick_expired, params)]
+    expired_rows, pending_rows = await tx.db.rows_many(
+        [(sql.pick_expired, params), (sql.pick_pending, params)]
+    )
+    expired = [row[0] for row in expired_rows]
+    pending = [row[0] for row in pending_rows][: request.limit - len(expired)]
     if expired:  # usually none: one statement less on the way to every handler
-        await tx.db.run(sql.lose_attempts, {"ids": d.values(expired), "now": now})
-    pending: list[str] = []
-    if len(expired) < request.limit:
-        params["limit"] = request.limit - len(expired)
-        pending = [row[0] for row in await tx.db.rows(sql.pick_pending, params)]
+        await tx.db.run_many(sql.lose_attempts, [{"ids": d.values(expired), "now": now}])
     if not expired and not pending:
         return Claimed((), await _next_due(tx, request.exclude))
     ids = d.values([*expired, *pending])
@@ -225,17 +235,17 @@ async def _claim_one(tx: Tx, request: ClaimRequest) -> Claimed:
         sql.start_attempt,
         [{"delivery_id": row[0], "number": row[3], "now": now} for row in leased],
     )
-    event_ids = d.values({row[1] for row in leased})
-    events = {row[0]: _event(row) for row in await tx.db.rows(sql.events, {"ids": event_ids})}
+    event_ids = {"ids": d.values({row[1] for row in leased})}
+    event_rows, result_rows, task_rows = await tx.db.rows_many(
+        [(sql.events, event_ids), (sql.event_results, event_ids), (sql.task_results, event_ids)]
+    )
+    events = {row[0]: _event(row) for row in event_rows}
     by_event: dict[str, dict[str, Mapping[str, Any]]] = {}
-    for event_id, handler, result in await tx.db.rows(sql.event_results, {"ids": event_ids}):
+    for event_id, handler, result in result_rows:
         by_event.setdefault(event_id, {})[handler] = load_json(result) or {}
-    refs = {e.task_ref for e in events.values() if e.task_ref is not None}
     by_task: dict[str, list[tuple[str, str, Mapping[str, Any]]]] = {}
-    if refs:
-        rows = await tx.db.rows(sql.task_results, {"refs": d.values(refs)})
-        for ref, event_id, handler, result in rows:
-            by_task.setdefault(ref, []).append((event_id, handler, load_json(result) or {}))
+    for ref, event_id, handler, result in task_rows:
+        by_task.setdefault(ref, []).append((event_id, handler, load_json(result) or {}))
     claims = []
     for delivery_id, event_id, handler, attempts, result in leased:
         event = events[event_id]
@@ -396,7 +406,7 @@ async def _event_results(tx: Tx, event_ids: list[str]) -> list[dict[str, Mapping
 async def _task_results(tx: Tx, asks: list[tuple[str, str]]) -> list[dict[str, Mapping[str, Any]]]:
     """Per handler, its latest successful result for the task's *other* events."""
     sql, d = _sql(tx.dialect), tx.dialect
-    rows = await tx.db.rows(sql.task_results, {"refs": d.values({ref for ref, _ in asks})})
+    rows = await tx.db.rows(sql.task_results_by_ref, {"refs": d.values({ref for ref, _ in asks})})
     out = []
     for ref, excluding in asks:
         out.append(
