@@ -94,17 +94,20 @@ def _sql(d: SqlDialect) -> _Sql:
         f" AND e.stage < d.stage AND e.state IN {_OPEN})"
         f" AND {d.not_in_list('d.handler', 'exclude')}"
     )
-    state = d.unindexed("state")
+    d_state = d.unindexed("d.state")
+    pending, running = d.rare("state = 'pending'"), d.rare("state = 'running'")
+    d_pending, d_running = d.rare("d.state = 'pending'"), d.rare("d.state = 'running'")
     return _Sql(
         # Two picks, each walking ix_deliveries_due in order and stopping at its LIMIT (one
         # query with an OR of both states sorts every due row, the whole backlog, per claim):
         # leases that ran out (a worker died; usually none), then pending deliveries.
         pick_expired=d.sql(
-            "SELECT d.id FROM deliveries d WHERE d.state = 'running' AND d.lease_until < :now"
+            f"SELECT d.id FROM deliveries d WHERE {d_running}"
+            " AND d.lease_until < :now"
             f"{unblocked} ORDER BY d.lease_until LIMIT :limit{d.skip_locked}"
         ),
         pick_pending=d.sql(
-            "SELECT d.id FROM deliveries d WHERE d.state = 'pending'"
+            f"SELECT d.id FROM deliveries d WHERE {d_pending}"
             f" AND d.next_attempt_at <= :now{unblocked}"
             f" ORDER BY d.next_attempt_at LIMIT :limit{d.skip_locked}"
         ),
@@ -126,38 +129,37 @@ def _sql(d: SqlDialect) -> _Sql:
         events=d.sql(
             "SELECT e.id, e.kind, e.task_id, e.clip_id, e.platform, e.clip, e.source,"
             " e.received_at, e.task_ref, e.error, t.labels, t.prompt"
-            " FROM events e LEFT OUTER JOIN tasks t ON t.id = e.task_ref"
-            f" WHERE {d.in_list('e.id', 'ids')}"
+            f" FROM {d.each('ids', 'k')} CROSS JOIN events e"
+            " LEFT OUTER JOIN tasks t ON t.id = e.task_ref WHERE e.id = k.value"
         ),
         event_results=d.sql(
-            "SELECT event_id, handler, result FROM deliveries"
-            f" WHERE {d.in_list('event_id', 'ids')} AND {state} = 'succeeded'"
+            f"SELECT d.event_id, d.handler, d.result FROM {d.each('ids', 'k')}"
+            f" CROSS JOIN deliveries d WHERE d.event_id = k.value AND {d_state} = 'succeeded'"
         ),
         # The results of every event of the tasks these events belong to.
         # (A task's events may be listed twice when two of them are claimed together: the
         # caller keys the rows, so a repeat costs nothing.)
         task_results=d.sql(
-            "SELECT e.task_ref, e.id, d.handler, d.result FROM events c"
-            " JOIN events e ON e.task_ref = c.task_ref JOIN deliveries d ON d.event_id = e.id"
-            f" WHERE {d.in_list('c.id', 'ids')} AND {d.unindexed('d.state')} = 'succeeded'"
-            " ORDER BY d.updated_at"
+            f"SELECT e.task_ref, e.id, d.handler, d.result FROM {d.each('ids', 'k')}"
+            " CROSS JOIN events c JOIN events e ON e.task_ref = c.task_ref"
+            " JOIN deliveries d ON d.event_id = e.id"
+            f" WHERE c.id = k.value AND {d_state} = 'succeeded' ORDER BY d.updated_at"
         ),
         task_results_by_ref=d.sql(
-            "SELECT e.task_ref, e.id, d.handler, d.result FROM deliveries d"
-            " JOIN events e ON e.id = d.event_id"
-            f" WHERE {d.in_list('e.task_ref', 'refs')} AND {d.unindexed('d.state')} = 'succeeded'"
-            " ORDER BY d.updated_at"
+            f"SELECT e.task_ref, e.id, d.handler, d.result FROM {d.each('refs', 'k')}"
+            " CROSS JOIN events e JOIN deliveries d ON d.event_id = e.id"
+            f" WHERE e.task_ref = k.value AND {d_state} = 'succeeded' ORDER BY d.updated_at"
         ),
         # Two minimums, one per state, each read from ix_deliveries_due alone. One query with
         # `state IN (...)` and a CASE is equivalent, but once SQLite has statistics it scans
         # the whole table for it: 15 ms per call at 100k events.
         next_pending=d.sql(
             "SELECT min(next_attempt_at) FROM deliveries"
-            f" WHERE state = 'pending' AND {d.not_in_list('handler', 'exclude')}"
+            f" WHERE {pending} AND {d.not_in_list('handler', 'exclude')}"
         ),
         next_running=d.sql(
             "SELECT min(lease_until) FROM deliveries"
-            f" WHERE state = 'running' AND {d.not_in_list('handler', 'exclude')}"
+            f" WHERE {running} AND {d.not_in_list('handler', 'exclude')}"
         ),
         held=d.sql(
             "SELECT id, lease_owner, state, attempts, event_id, stage FROM deliveries"
@@ -174,8 +176,8 @@ def _sql(d: SqlDialect) -> _Sql:
             " blame = :blame WHERE delivery_id = :id AND outcome = 'running'"
         ),
         open_of_events=d.sql(
-            "SELECT event_id, state, stage FROM deliveries"
-            f" WHERE {d.in_list('event_id', 'ids')} AND {state} IN {_OPEN}"
+            f"SELECT d.event_id, d.state, d.stage FROM {d.each('ids', 'k')}"
+            f" CROSS JOIN deliveries d WHERE d.event_id = k.value AND {d_state} IN {_OPEN}"
         ),
         extend=d.sql("UPDATE deliveries SET lease_until = :until WHERE id = :id"),
         release=d.sql(
