@@ -196,6 +196,14 @@ def _busy(exc: sqlite3.OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
+WRITER_SETTINGS = ("SET enable_seqscan = off",)
+"""The writer's session: every hot-path statement is a lookup by key or an indexed range, so a
+whole-table scan is never the plan we want. Before its first ANALYZE (a fresh deployment, the
+first minute or so) PostgreSQL believes the tables hold a few hundred rows and plans exactly
+that, a scan per claim that grows with the history until autovacuum catches up. This makes
+the planner take the index it has; the dashboard's and API's reads keep the default."""
+
+
 class PostgresConnection:
     """One psycopg `AsyncConnection` outside autocommit: a pipelined transaction per batch."""
 
@@ -215,6 +223,9 @@ class PostgresConnection:
             keepalives_interval=5,
             keepalives_count=2,
         )
+        for setting in WRITER_SETTINGS:
+            await conn.execute(setting)
+        await conn.commit()
         return cls(conn)
 
     @property

@@ -41,15 +41,22 @@ class SqlDialect:
         return f"{column} IN (SELECT value FROM json_each(:{param}))"
 
     def each(self, param: str, alias: str) -> str:
-        """The values of list parameter `param` as a table `alias(value)`, to drive a join:
-        `FROM {each} CROSS JOIN t WHERE t.col = alias.value`. Lookups by a list of ids then
-        start from the list and probe the index, on either engine, whatever the planner's
-        statistics say (SQLite keeps a CROSS JOIN's order; PostgreSQL plans a short list
-        as a nested loop even before ANALYZE, where `col = ANY(list)` on a non-unique index
-        was planned as a scan of the whole table)."""
+        """The values of list parameter `param` as a table `alias(value)`, to start a chain
+        of `then` joins from: lookups by a list of ids then begin at the list and probe an
+        index for each id, whatever the planner's statistics say."""
         if self.is_postgres:
             return f"unnest(CAST(:{param} AS text[])) AS {alias}(value)"
         return f"json_each(:{param}) AS {alias}"
+
+    def then(self, table: str, alias: str, condition: str) -> str:
+        """Join `table AS alias` on `condition` (an equality on an indexed column of the
+        table), as a probe per row of what came before: SQLite keeps a CROSS JOIN's order;
+        PostgreSQL runs a LATERAL subquery once per outer row. Without that, PostgreSQL
+        before its first ANALYZE hash-joined a whole-table scan (a fresh deployment's
+        tables look tiny to it), and SQLite with statistics could start from the table."""
+        if self.is_postgres:
+            return f" CROSS JOIN LATERAL (SELECT * FROM {table} {alias} WHERE {condition}) {alias}"
+        return f" CROSS JOIN {table} AS {alias} ON {condition}"
 
     def not_in_list(self, column: str, param: str) -> str:
         if self.is_postgres:

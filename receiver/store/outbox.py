@@ -128,27 +128,30 @@ def _sql(d: SqlDialect) -> _Sql:
         ),
         events=d.sql(
             "SELECT e.id, e.kind, e.task_id, e.clip_id, e.platform, e.clip, e.source,"
-            " e.received_at, e.task_ref, e.error, t.labels, t.prompt"
-            f" FROM {d.each('ids', 'k')} CROSS JOIN events e"
-            " LEFT OUTER JOIN tasks t ON t.id = e.task_ref WHERE e.id = k.value"
+            " e.received_at, e.task_ref, e.error,"
+            " (SELECT t.labels FROM tasks t WHERE t.id = e.task_ref),"
+            " (SELECT t.prompt FROM tasks t WHERE t.id = e.task_ref)"
+            f" FROM {d.each('ids', 'k')}{d.then('events', 'e', 'e.id = k.value')}"
         ),
         event_results=d.sql(
-            f"SELECT d.event_id, d.handler, d.result FROM {d.each('ids', 'k')}"
-            f" CROSS JOIN deliveries d WHERE d.event_id = k.value AND {d_state} = 'succeeded'"
+            "SELECT d.event_id, d.handler, d.result"
+            f" FROM {d.each('ids', 'k')}{d.then('deliveries', 'd', 'd.event_id = k.value')}"
+            f" WHERE {d_state} = 'succeeded'"
         ),
-        # The results of every event of the tasks these events belong to.
-        # (A task's events may be listed twice when two of them are claimed together: the
-        # caller keys the rows, so a repeat costs nothing.)
+        # The results of every event of the tasks these events belong to. (A task's events
+        # come twice when two of them are claimed together: the caller keys the rows.)
         task_results=d.sql(
-            f"SELECT e.task_ref, e.id, d.handler, d.result FROM {d.each('ids', 'k')}"
-            " CROSS JOIN events c JOIN events e ON e.task_ref = c.task_ref"
-            " JOIN deliveries d ON d.event_id = e.id"
-            f" WHERE c.id = k.value AND {d_state} = 'succeeded' ORDER BY d.updated_at"
+            "SELECT e.task_ref, e.id, d.handler, d.result"
+            f" FROM {d.each('ids', 'k')}{d.then('events', 'c', 'c.id = k.value')}"
+            f"{d.then('events', 'e', 'e.task_ref = c.task_ref')}"
+            f"{d.then('deliveries', 'd', 'd.event_id = e.id')}"
+            f" WHERE {d_state} = 'succeeded' ORDER BY d.updated_at"
         ),
         task_results_by_ref=d.sql(
-            f"SELECT e.task_ref, e.id, d.handler, d.result FROM {d.each('refs', 'k')}"
-            " CROSS JOIN events e JOIN deliveries d ON d.event_id = e.id"
-            f" WHERE e.task_ref = k.value AND {d_state} = 'succeeded' ORDER BY d.updated_at"
+            "SELECT e.task_ref, e.id, d.handler, d.result"
+            f" FROM {d.each('refs', 'k')}{d.then('events', 'e', 'e.task_ref = k.value')}"
+            f"{d.then('deliveries', 'd', 'd.event_id = e.id')}"
+            f" WHERE {d_state} = 'succeeded' ORDER BY d.updated_at"
         ),
         # Two minimums, one per state, each read from ix_deliveries_due alone. One query with
         # `state IN (...)` and a CASE is equivalent, but once SQLite has statistics it scans
@@ -176,8 +179,9 @@ def _sql(d: SqlDialect) -> _Sql:
             " blame = :blame WHERE delivery_id = :id AND outcome = 'running'"
         ),
         open_of_events=d.sql(
-            f"SELECT d.event_id, d.state, d.stage FROM {d.each('ids', 'k')}"
-            f" CROSS JOIN deliveries d WHERE d.event_id = k.value AND {d_state} IN {_OPEN}"
+            "SELECT d.event_id, d.state, d.stage"
+            f" FROM {d.each('ids', 'k')}{d.then('deliveries', 'd', 'd.event_id = k.value')}"
+            f" WHERE {d_state} IN {_OPEN}"
         ),
         extend=d.sql("UPDATE deliveries SET lease_until = :until WHERE id = :id"),
         release=d.sql(
