@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from receiver.store import Finish, Inbound, NewTask, SqlStore
+from receiver.store import Finish, Inbound, SqlStore
+from tests.test_store import _task
 
 
 def _inbound(clip_id: str, webhook_id: str, task_id: str = "up-1") -> Inbound:
@@ -79,18 +80,7 @@ async def test_the_poller_is_woken_by_new_polls_only(store: SqlStore) -> None:
     await asyncio.sleep(0.05)  # PostgreSQL: our own NOTIFY comes back too; same topic
     assert set(woken) == {"deliveries"}
     woken.clear()
-    await store.create_task(
-        NewTask(
-            id="ref-9",
-            family="producer",
-            platform="producer",
-            prompt=None,
-            params={},
-            labels={},
-            handlers=None,
-            next_poll_at=time.time() + 60,
-        )
-    )
+    await store.create_task(_task("ref-9", time.time() + 60))
     await asyncio.sleep(0.05)
     assert set(woken) == {"polls"}
 
