@@ -196,12 +196,13 @@ def _busy(exc: sqlite3.OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
-WRITER_SETTINGS = ("SET enable_seqscan = off",)
-"""The writer's session: every hot-path statement is a lookup by key or an indexed range, so a
-whole-table scan is never the plan we want. Before its first ANALYZE (a fresh deployment, the
-first minute or so) PostgreSQL believes the tables hold a few hundred rows and plans exactly
-that, a scan per claim that grows with the history until autovacuum catches up. This makes
-the planner take the index it has; the dashboard's and API's reads keep the default."""
+WRITER_SETTINGS = ("SET enable_seqscan = off", "SET enable_bitmapscan = off")
+"""The writer's session: every hot-path statement is a lookup by key or an ordered indexed
+range, so neither a whole-table scan nor a bitmap (which loses the index's order and makes a
+claim sort every due row) is the plan we want. Before its first ANALYZE (a fresh deployment,
+the first minute or so) PostgreSQL believes the tables hold a few hundred rows and plans
+exactly those, at a cost that grows with the history until autovacuum catches up. This makes
+the planner walk the index it has; the dashboard's and API's reads keep the defaults."""
 
 
 class PostgresConnection:
