@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 
-from receiver.app import start_background
+from receiver.app import freeze_startup_heap, start_background
 from receiver.config import Settings
 from receiver.logging import get_logger
 from receiver.services import build_services
@@ -23,6 +23,7 @@ async def run_worker(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await services.store.open()
+    freeze_startup_heap()
     try:
         async with start_background(services):
             await stop.wait()
