@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -42,13 +42,13 @@ def plain(value: Any) -> Any:
     return present(value)
 
 
-def hide_callback_token(task: dict[str, Any]) -> dict[str, Any]:
+def hide_callback_token(task: Mapping[str, Any]) -> dict[str, Any]:
     """The task with its per-task callback token cut out of `params.webhook_url`."""
     params = task.get("params")
     if isinstance(params, dict) and isinstance(params.get("webhook_url"), str):
         hidden = _TOKEN_PATH.sub(r"\1(hidden)", params["webhook_url"])
-        task = {**task, "params": {**params, "webhook_url": hidden}}
-    return task
+        return {**task, "params": {**params, "webhook_url": hidden}}
+    return dict(task)
 
 
 def _when(value: Any) -> str:
@@ -72,7 +72,7 @@ def _table(*headers: str, **options: Any) -> Table:
     return Table(*(Column(header, overflow="fold") for header in headers), **options)
 
 
-def tasks_table(rows: Sequence[dict[str, Any]]) -> Table:
+def tasks_table(rows: Sequence[Mapping[str, Any]]) -> Table:
     table = _table("created (UTC)", "task", "relay id", "family", "state", "labels", "error")
     for row in rows:
         labels = ",".join(f"{k}={v}" for k, v in (row.get("labels") or {}).items())
@@ -88,7 +88,7 @@ def tasks_table(rows: Sequence[dict[str, Any]]) -> Table:
     return table
 
 
-def events_table(rows: Sequence[dict[str, Any]]) -> Table:
+def events_table(rows: Sequence[Mapping[str, Any]]) -> Table:
     table = _table("received (UTC)", "event", "kind", "platform", "task", "clip", "source")
     for row in rows:
         table.add_row(
@@ -103,7 +103,7 @@ def events_table(rows: Sequence[dict[str, Any]]) -> Table:
     return table
 
 
-def event_line(row: dict[str, Any]) -> str:
+def event_line(row: Mapping[str, Any]) -> str:
     title = (row.get("clip") or {}).get("title")
     parts = [
         _when(row["received_at"]),
@@ -120,7 +120,7 @@ def event_line(row: dict[str, Any]) -> str:
     return "  ".join(parts)
 
 
-def dead_letter(delivery: dict[str, Any], event: dict[str, Any] | None) -> dict[str, Any]:
+def dead_letter(delivery: Mapping[str, Any], event: Mapping[str, Any] | None) -> dict[str, Any]:
     """One dead delivery with what a person needs to decide on a replay."""
     return {
         "delivery_id": delivery["id"],
@@ -135,7 +135,7 @@ def dead_letter(delivery: dict[str, Any], event: dict[str, Any] | None) -> dict[
     }
 
 
-def dead_letters_table(rows: Sequence[dict[str, Any]]) -> Table:
+def dead_letters_table(rows: Sequence[Mapping[str, Any]]) -> Table:
     table = _table("died (UTC)", "delivery", "handler", "event", "attempts", "blame", "last error")
     for row in rows:
         event = f"{row['event_id']}\n{row['event_kind'] or ''} {row['task_id'] or ''}".strip()

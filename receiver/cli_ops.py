@@ -27,6 +27,7 @@ from receiver.routes._params import TASK_STATES  # the API's list: one source
 if TYPE_CHECKING:  # the store pulls in SQLAlchemy, psycopg and Alembic: import on use
     from receiver.config import Settings
     from receiver.store import SqlStore
+    from receiver.store.queries import EventRow, TaskRow
 
 __all__ = ["TASK_STATES", "open_existing_store"]
 
@@ -86,9 +87,9 @@ def tasks(
         raise _fail(f"--state {state!r}: use one of {', '.join(TASK_STATES)}", 2)
     settings = _settings()
 
-    async def fetch() -> list[dict[str, Any]]:
+    async def fetch() -> list[TaskRow]:
         async with open_existing_store(settings) as store:
-            return await store.list_tasks(limit, state=state)
+            return await store.reads.list_tasks(limit, state=state)
 
     rows = [render.hide_callback_token(row) for row in _run(fetch)]
     if as_json:
@@ -114,9 +115,9 @@ def events(
     settings = _settings()
     if not follow:
 
-        async def fetch() -> list[dict[str, Any]]:
+        async def fetch() -> list[EventRow]:
             async with open_existing_store(settings) as store:
-                return list(reversed(await store.list_events(limit)))
+                return list(reversed(await store.reads.list_events(limit)))
 
         rows = _run(fetch)
         if as_json:
@@ -127,7 +128,7 @@ def events(
             out.print(render.events_table(rows))
         return
 
-    def show(row: dict[str, Any]) -> None:
+    def show(row: EventRow) -> None:
         if as_json:
             print(json.dumps(render.plain(row), ensure_ascii=False), flush=True)
         else:
@@ -141,9 +142,7 @@ def events(
             raise
 
 
-async def _follow_events(
-    settings: Settings, limit: int, show: Callable[[dict[str, Any]], None]
-) -> None:
+async def _follow_events(settings: Settings, limit: int, show: Callable[[EventRow], None]) -> None:
     """Print the last `limit` events, then poll for new ones until Ctrl-C (or SIGTERM).
 
     The signal only sets an event, checked between polls: cancelling the task in the middle of
@@ -156,7 +155,7 @@ async def _follow_events(
         loop.add_signal_handler(signum, stop.set)
     try:
         async with open_existing_store(settings) as store:
-            recent = await store.list_events(max(limit, 50))
+            recent = await store.reads.list_events(max(limit, 50))
             for row in reversed(recent[:limit]):
                 show(row)
             seen = {row["id"] for row in recent}
@@ -165,7 +164,7 @@ async def _follow_events(
             while not await _stopped(stop, FOLLOW_POLL_S):
                 page = 50
                 while True:
-                    recent = await store.list_events(page)
+                    recent = await store.reads.list_events(page)
                     fresh = [row for row in recent if row["id"] not in seen]
                     if len(fresh) < len(recent) or len(recent) < page or page >= 500:
                         break
@@ -196,8 +195,8 @@ def dead_letters(
 
     async def fetch() -> list[dict[str, Any]]:
         async with open_existing_store(settings) as store:
-            rows = await store.list_deliveries("dead", limit, handler=handler)
-            found = await store.events_for(ids=sorted({r["event_id"] for r in rows}))
+            rows = await store.reads.list_deliveries("dead", limit, handler=handler)
+            found = await store.reads.events_for(ids=sorted({r["event_id"] for r in rows}))
         by_id = {e["id"]: e for e in found}
         return [render.dead_letter(row, by_id.get(row["event_id"])) for row in rows]
 
@@ -247,7 +246,7 @@ def replay(
             )
             if count or delivery_id is None:
                 return count
-            found = await store.get_delivery(delivery_id)
+            found = await store.reads.get_delivery(delivery_id)
         if found is None:
             raise RelayError(f"no delivery {delivery_id}; see `aimusic-relay dead-letters`")
         raise RelayError(

@@ -12,7 +12,7 @@ import secrets
 import socket
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from receiver.app import create_app
 from receiver.config import Settings
 from receiver.progress import delivered_paths, describe, is_settled
 from receiver.sandbox import SandboxOptions, create_sandbox_app
+from receiver.store.queries import TaskDetail
 
 __all__ = ["run_demo"]
 
@@ -115,12 +116,12 @@ async def run_demo(directory: Path | None, prompt: str, *, callbacks: bool = Tru
     return 0
 
 
-async def _raw_detail(settings: Settings, task_id: str) -> dict[str, Any]:
+async def _raw_detail(settings: Settings, task_id: str) -> TaskDetail:
     from receiver.store import open_store
 
     store = open_store(settings.database_url)
     try:
-        detail = await store.task_detail(task_id)
+        detail = await store.reads.task_detail(task_id)
     finally:
         await store.close()
     if detail is None:
@@ -128,7 +129,7 @@ async def _raw_detail(settings: Settings, task_id: str) -> dict[str, Any]:
     return detail
 
 
-def _print_report(console: Console, task: dict[str, Any], t0: float, t_created: float) -> None:
+def _print_report(console: Console, task: Mapping[str, Any], t0: float, t_created: float) -> None:
     inbound = [i for i in task["inbox"] if i["source"] != "relay"]
     callback_at = min(i["received_at"] for i in inbound)
     how = "callback" if inbound[0]["source"] == "callback" else "poll"

@@ -186,7 +186,7 @@ class Metrics:
     async def render(self, store: Store) -> bytes:
         """The text exposition, with the queue gauges read now; NaN when the store is down."""
         try:
-            depth, oldest_at = await store.queue_stats()
+            depth, oldest_at = await store.reads.queue_stats()
         except StoreUnavailable:
             self.queue_depth.set(math.nan)
             self.oldest_pending_age.set(math.nan)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Console
@@ -20,7 +21,7 @@ FINAL_STATES = frozenset({"succeeded", "failed", "timed_out", "unknown"})
 _HINT_AFTER_S = 20.0
 
 
-def is_settled(task: dict[str, Any]) -> bool:
+def is_settled(task: Mapping[str, Any]) -> bool:
     """Final state, and no delivery of any of its events still pending or running."""
     if task["state"] not in FINAL_STATES:
         return False
@@ -31,7 +32,7 @@ def is_settled(task: dict[str, Any]) -> bool:
     )
 
 
-def delivered_paths(task: dict[str, Any]) -> list[str]:
+def delivered_paths(task: Mapping[str, Any]) -> list[str]:
     """Files the handlers reported (the disk handler's `path`, `cover`, `metadata`)."""
     paths: list[str] = []
     for event in task.get("events", []):
@@ -41,7 +42,7 @@ def delivered_paths(task: dict[str, Any]) -> list[str]:
     return paths
 
 
-def describe(task: dict[str, Any]) -> str:
+def describe(task: Mapping[str, Any]) -> str:
     parts = [f"task {task['upstream_id'] or task['id']}: {task['state']}"]
     for event in task.get("events", []):
         for delivery in event.get("deliveries", []):
@@ -57,7 +58,7 @@ async def submit_and_wait(
     services = build_services(settings)
     await services.store.open()
     try:
-        task = await submit(services, SubmitRequest.model_validate(body))
+        task: Mapping[str, Any] = await submit(services, SubmitRequest.model_validate(body))
         if task["state"] == "unknown":
             console.print(
                 "[yellow]The create call's outcome is unknown (timeout or server error).[/] "
@@ -91,7 +92,7 @@ async def _follow(
     hinted = False
     with console.status("waiting…", spinner="dots") as status:
         while True:
-            task: dict[str, Any] = await store.task_detail(task_id)
+            task: dict[str, Any] = await store.reads.task_detail(task_id)
             elapsed = time.monotonic() - started
             if not quiet:
                 status.update(f"{describe(task)}  ({elapsed:.0f} s)")

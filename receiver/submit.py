@@ -19,6 +19,7 @@ from receiver.logging import get_logger
 from receiver.models import TASK_LEVEL_CLIP, CreateAnswer
 from receiver.services import Services
 from receiver.store import Inbound, NewTask
+from receiver.store.queries import TaskRow
 
 __all__ = ["SubmitRequest", "sonic_params", "submit"]
 
@@ -96,7 +97,7 @@ async def _announce(
     )
 
 
-async def submit(services: Services, request: SubmitRequest) -> dict[str, Any]:
+async def submit(services: Services, request: SubmitRequest) -> TaskRow:
     """Create the task upstream and return the stored task (state `submitted` or `unknown`)."""
     if request.handlers is not None:
         unknown = [name for name in request.handlers if services.handlers.get(name) is None]
@@ -147,7 +148,7 @@ async def submit(services: Services, request: SubmitRequest) -> dict[str, Any]:
         await services.store.task_submitted(ref, answer.task_id)
         bound.info("task submitted", task_id=answer.task_id)
         await _announce(services, ref, answer.task_id, request, params)
-    task = await services.store.get_task(ref)
+    task = await services.store.reads.get_task(ref)
     if task is None:  # pragma: no cover - we just wrote it
         raise RelayError(f"task {ref} vanished after submit")
     return task

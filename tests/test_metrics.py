@@ -417,13 +417,13 @@ async def test_label_filters_and_queue_stats_on_every_backend(store: SqlStore) -
         await store.create_task(
             NewTask(ref, "producer", "producer", None, {}, labels, None, next_poll_at=None)
         )
-    found = await store.list_tasks(labels={"a.b-c": "x y", "team": "ads"})
+    found = await store.reads.list_tasks(labels={"a.b-c": "x y", "team": "ads"})
     assert ["t1"] == [t["id"] for t in found]
-    assert ["t2"] == [t["id"] for t in await store.list_tasks(labels={"team": "film"})]
-    assert [] == await store.list_tasks(labels={"team": "ads"}, state="failed")
-    assert 2 == len(await store.list_tasks(family="producer", state="submitting"))
+    assert ["t2"] == [t["id"] for t in await store.reads.list_tasks(labels={"team": "film"})]
+    assert [] == await store.reads.list_tasks(labels={"team": "ads"}, state="failed")
+    assert 2 == len(await store.reads.list_tasks(family="producer", state="submitting"))
 
-    assert (0, None) == await store.queue_stats()
+    assert (0, None) == await store.reads.queue_stats()
     before = time.time()
     inbound = Inbound(
         source="callback",
@@ -434,16 +434,16 @@ async def test_label_filters_and_queue_stats_on_every_backend(store: SqlStore) -
         webhook_id="w1",
     )
     await store.record_inbound(inbound, lambda *_: [("a", 0), ("b", 0)])
-    depth, oldest = await store.queue_stats()
+    depth, oldest = await store.reads.queue_stats()
     assert depth == 2 and oldest is not None and before <= oldest <= time.time()
     claims = await store.claim("me", 1, 60.0)
-    assert (2, oldest) == await store.queue_stats()  # one running, one still pending
+    assert (2, oldest) == await store.reads.queue_stats()  # one running, one still pending
     await store.succeed(claims[0], "me", None)
-    assert (1, oldest) == await store.queue_stats()
+    assert (1, oldest) == await store.reads.queue_stats()
     [last] = await store.claim("me", 1, 60.0)
-    assert (1, None) == await store.queue_stats()  # running, none pending
+    assert (1, None) == await store.reads.queue_stats()  # running, none pending
     await store.succeed(last, "me", None)
-    assert (0, None) == await store.queue_stats()
+    assert (0, None) == await store.reads.queue_stats()
 
 
 async def test_upstream_client_reports_each_failed_exchange(sandbox: str) -> None:

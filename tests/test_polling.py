@@ -185,7 +185,7 @@ async def test_poller_honours_retry_after(
         for _ in range(2):
             [task] = await _claim_when_due(services.store)
             await poller._poll(task)
-        done: dict[str, Any] | None = await services.store.get_task("ref1")
+        done: dict[str, Any] | None = await services.store.reads.get_task("ref1")
     finally:
         await services.aclose()
     assert done is not None and done["state"] == "succeeded"

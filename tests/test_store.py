@@ -44,7 +44,7 @@ async def test_same_clip_state_under_new_id_is_deduplicated(store: SqlStore) -> 
     await store.record_inbound(_inbound("w1"), _route)
     again = await store.record_inbound(_inbound("w2"), _route)
     assert again.duplicate and again.event_ids == ()
-    assert len(await store.list_deliveries()) == 2
+    assert len(await store.reads.list_deliveries()) == 2
 
 
 async def test_concurrent_duplicates_dispatch_once(store: SqlStore) -> None:
@@ -53,7 +53,7 @@ async def test_concurrent_duplicates_dispatch_once(store: SqlStore) -> None:
         *(store.record_inbound(_inbound(f"w{i}"), _route) for i in range(20))
     )
     assert sum(len(r.event_ids) for r in results) == 1
-    assert len(await store.list_deliveries()) == 2
+    assert len(await store.reads.list_deliveries()) == 2
 
 
 async def test_callback_before_create_answer_fills_upstream_id(store: SqlStore) -> None:
@@ -71,7 +71,7 @@ async def test_callback_before_create_answer_fills_upstream_id(store: SqlStore) 
     )
     await store.record_inbound(_inbound("w1", task_ref="ref-1"), _route)
     await store.task_submitted("ref-1", "up-1")
-    task = await store.get_task("up-1")
+    task = await store.reads.get_task("up-1")
     assert task is not None
     assert (task["id"], task["state"]) == ("ref-1", "succeeded")
 
@@ -90,7 +90,7 @@ async def test_expired_lease_is_reclaimed_and_old_owner_cannot_finish(store: Sql
     assert all(c.attempt == 2 for c in second)
     assert await store.succeed(first[0], "worker-1", {"late": True}) is False
     assert await store.succeed(second[0], "worker-2", {"ok": True}) is True
-    detail = await store.task_detail("up-1")
+    detail = await store.reads.task_detail("up-1")
     assert detail is not None
     log = detail["events"][0]["deliveries"]
     outcomes = sorted(a["outcome"] for d in log for a in d["attempt_log"])
@@ -119,7 +119,7 @@ async def test_dead_delivery_keeps_error_and_blame(store: SqlStore) -> None:
     )
     [claim] = await store.claim("w", 10, 30)
     await store.fail(claim, "w", "HTTP 404 from destination", "destination", None)
-    [dead] = await store.list_deliveries("dead")
+    [dead] = await store.reads.list_deliveries("dead")
     assert (dead["last_error"], dead["blame"]) == ("HTTP 404 from destination", "destination")
     assert await store.event_settled(claim.event.id)
 

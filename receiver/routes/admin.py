@@ -82,11 +82,11 @@ async def logout(request: Request, services: Services, form: FormData) -> Respon
 
 async def tasks_page(request: Request, services: Services, form: FormData) -> Response:
     offset = _int(request.query_params.get("offset"), 0)
-    found = await services.store.list_tasks(PAGE_SIZE + 1, offset)
+    found = await services.store.reads.list_tasks(PAGE_SIZE + 1, offset)
     shown = found[:PAGE_SIZE]
     redactor = redactor_for(services)
-    events = await services.store.events_for(task_refs=[t["id"] for t in shown])
-    dead_count = await services.store.count_deliveries("dead")
+    events = await services.store.reads.events_for(task_refs=[t["id"] for t in shown])
+    dead_count = await services.store.reads.count_deliveries("dead")
     return render(
         request,
         "tasks.html",
@@ -101,11 +101,13 @@ async def tasks_page(request: Request, services: Services, form: FormData) -> Re
 
 
 async def task_page(request: Request, services: Services, form: FormData) -> Response:
-    task = await services.store.task_detail(request.path_params["task_id"])
+    task = await services.store.reads.task_detail(request.path_params["task_id"])
     if task is None:
         return message(request, 404, "No such task", "No task has that id.")
     redactor = redactor_for(services, *services.tokens.task_secrets(task["id"]))
-    bodies = await services.store.inbox_bodies(task["upstream_id"]) if task["upstream_id"] else []
+    bodies = (
+        await services.store.reads.inbox_bodies(task["upstream_id"]) if task["upstream_id"] else []
+    )
     return render(
         request,
         "task.html",
@@ -124,11 +126,15 @@ async def deliveries_page(request: Request, services: Services, form: FormData) 
     handler = request.query_params.get("handler") or None
     offset = _int(request.query_params.get("offset"), 0)
     store = services.store
-    dead = await store.list_deliveries("dead", 500, 0, handler) if state in (None, "dead") else []
-    found = await store.list_deliveries(state, PAGE_SIZE + 1, offset, handler)
+    dead = (
+        await store.reads.list_deliveries("dead", 500, 0, handler)
+        if state in (None, "dead")
+        else []
+    )
+    found = await store.reads.list_deliveries(state, PAGE_SIZE + 1, offset, handler)
     others = [d for d in found[:PAGE_SIZE] if d["state"] != "dead"]
     rows = [*dead, *others] if state is None else found[:PAGE_SIZE]
-    events = await store.events_for(ids=list({d["event_id"] for d in rows}))
+    events = await store.reads.events_for(ids=list({d["event_id"] for d in rows}))
     return render(
         request,
         "deliveries.html",
@@ -149,7 +155,7 @@ async def replay_delivery(request: Request, services: Services, form: FormData) 
     delivery_id = request.path_params["delivery_id"]
     if await services.store.replay(delivery_id=delivery_id):
         flash(request, "ok", "Delivery queued again; it runs in a moment.")
-    elif await services.store.get_delivery(delivery_id) is None:
+    elif await services.store.reads.get_delivery(delivery_id) is None:
         flash(request, "bad", "No delivery with that id.")
     else:
         flash(request, "warn", "That delivery is pending or running; nothing to replay.")

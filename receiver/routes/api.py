@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, get_args
 
 from pydantic import ValidationError
@@ -108,7 +108,7 @@ async def list_tasks(request: Request, services: Services) -> Response:
     """Newest first; filters `state`, `family`, `label=key:value` (repeatable)."""
     query = request.query_params
     limit, offset = _params.paging(query)
-    found = await services.store.list_tasks(
+    found = await services.store.reads.list_tasks(
         limit + 1,
         offset,
         state=_params.choice(query, "state", _params.TASK_STATES),
@@ -119,7 +119,7 @@ async def list_tasks(request: Request, services: Services) -> Response:
 
 
 async def get_task(request: Request, services: Services) -> Response:
-    task = await services.store.task_detail(request.path_params["task_id"])
+    task = await services.store.reads.task_detail(request.path_params["task_id"])
     if task is None:
         return error(404, "not_found", "no task with that id")
     return JSONResponse(present(task))
@@ -129,7 +129,7 @@ async def list_events(request: Request, services: Services) -> Response:
     """Newest first; filters `kind`, `task` (the provider's task id or the relay's)."""
     query = request.query_params
     limit, offset = _params.paging(query)
-    found = await services.store.list_events(
+    found = await services.store.reads.list_events(
         limit + 1,
         offset,
         kind=_params.choice(query, "kind", _EVENT_KINDS),
@@ -144,7 +144,7 @@ async def list_deliveries(request: Request, services: Services) -> Response:
     limit, offset = _params.paging(query)
     state = _params.choice(query, "state", _params.DELIVERY_STATES)
     handler = _params.text(query, "handler")
-    found = await services.store.list_deliveries(state, limit + 1, offset, handler=handler)
+    found = await services.store.reads.list_deliveries(state, limit + 1, offset, handler=handler)
     return _page(request, found, limit, offset)
 
 
@@ -166,7 +166,7 @@ async def replay_delivery(request: Request, services: Services) -> Response:
     delivery_id = request.path_params["delivery_id"]
     if await services.store.replay(delivery_id=delivery_id):
         return JSONResponse({"replayed": 1}, status_code=202)
-    if await services.store.get_delivery(delivery_id) is None:
+    if await services.store.reads.get_delivery(delivery_id) is None:
         return error(404, "not_found", "no delivery with that id")
     return error(409, "in_progress", "the delivery is pending or running; nothing to replay")
 
@@ -191,7 +191,7 @@ async def replay_dead(request: Request, services: Services) -> Response:
     return JSONResponse({"replayed": count}, status_code=202)
 
 
-def _page(request: Request, rows: list[dict[str, Any]], limit: int, offset: int) -> Response:
+def _page(request: Request, rows: Sequence[Mapping[str, Any]], limit: int, offset: int) -> Response:
     """One page as the JSON array callers already read; `X-Next-Offset` and a `Link: rel=next`
     header say where the next page starts (absent on the last page). The store was asked for
     one row more than `limit`, which is how we know there is a next page."""

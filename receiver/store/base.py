@@ -7,6 +7,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Literal, Protocol
 
 from receiver.models import Event, EventKind
+from receiver.store.queries import Queries
 
 __all__ = [
     "Claim",
@@ -195,30 +196,6 @@ class Store(Protocol):
     async def poll_done(
         self, task_ref: str, next_poll_at: float | None, error: str | None = None
     ) -> None: ...
-    async def get_task(self, task_id: str) -> dict[str, Any] | None: ...
-    async def task_detail(self, task_id: str) -> dict[str, Any] | None: ...
-    async def list_tasks(
-        self,
-        limit: int = 50,
-        offset: int = 0,
-        *,
-        state: str | None = None,
-        family: str | None = None,
-        labels: Mapping[str, str] | None = None,
-    ) -> list[dict[str, Any]]: ...
-    async def list_events(
-        self, limit: int = 50, offset: int = 0, *, kind: str | None = None, task: str | None = None
-    ) -> list[dict[str, Any]]: ...
-    async def queue_stats(self) -> tuple[int, float | None]:
-        """(deliveries pending or running, created_at of the oldest pending one) for /metrics."""
-        ...
 
-    async def get_delivery(self, delivery_id: str) -> dict[str, Any] | None: ...
-    async def count_deliveries(self, state: str) -> int: ...
-    async def list_deliveries(
-        self,
-        state: str | None = None,
-        limit: int = 50,
-        offset: int = 0,
-        handler: str | None = None,
-    ) -> list[dict[str, Any]]: ...
+    reads: Queries
+    """The operator surface's reads (API, dashboard, CLI), with typed rows."""

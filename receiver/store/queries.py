@@ -1,17 +1,135 @@
-"""Read-only queries for the API, the CLI and the dashboard; never on the ingest hot path."""
+"""Read-only queries for the API, the CLI and the dashboard; never on the hot path.
+
+They run on their own pooled connections (`SqlStore.reads`), so an operator's page never
+queues behind the writer, and they return typed rows: plain dicts at run time (the API
+renders them as they are), with their keys and types declared here for the type checker.
+"""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypedDict, cast
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from receiver.store.schema import attempts, deliveries, events, inbox, tasks
 
-__all__ = ["Queries"]
+__all__ = [
+    "AttemptRow",
+    "DeliveryDetail",
+    "DeliveryRow",
+    "EventDetail",
+    "EventRow",
+    "InboxRow",
+    "InboxSummary",
+    "Queries",
+    "TaskDetail",
+    "TaskRow",
+]
+
+
+class TaskRow(TypedDict):
+    """A `tasks` row (receiver/store/schema.py)."""
+
+    id: str
+    upstream_id: str | None
+    family: str
+    platform: str
+    state: str
+    origin: str
+    prompt: str | None
+    params: dict[str, Any]
+    labels: dict[str, str]
+    handlers: list[str] | None
+    error: str | None
+    created_at: float
+    updated_at: float
+    next_poll_at: float | None
+    poll_attempts: int
+    deadline_at: float | None
+
+
+class InboxRow(TypedDict):
+    """An `inbox` row, with the raw body as received."""
+
+    id: str
+    webhook_id: str | None
+    task_id: str | None
+    source: str
+    event_header: str | None
+    body: bytes
+    received_at: float
+
+
+class InboxSummary(TypedDict):
+    """An inbox row without its body (the task timeline)."""
+
+    id: str
+    webhook_id: str | None
+    source: str
+    event_header: str | None
+    received_at: float
+
+
+class EventRow(TypedDict):
+    id: str
+    inbox_id: str | None
+    dedupe_key: str
+    task_id: str
+    task_ref: str | None
+    clip_id: str
+    kind: str
+    platform: str
+    source: str
+    clip: dict[str, Any]
+    error: str | None
+    received_at: float
+
+
+class DeliveryRow(TypedDict):
+    id: str
+    event_id: str
+    handler: str
+    state: str
+    attempts: int
+    next_attempt_at: float
+    lease_owner: str | None
+    lease_until: float | None
+    last_error: str | None
+    blame: str | None
+    result: dict[str, Any] | None
+    created_at: float
+    updated_at: float
+    stage: int
+
+
+class AttemptRow(TypedDict):
+    id: int
+    delivery_id: str
+    number: int
+    started_at: float
+    finished_at: float | None
+    outcome: str
+    error: str | None
+    blame: str | None
+
+
+class DeliveryDetail(DeliveryRow):
+    attempt_log: list[AttemptRow]
+
+
+class EventDetail(EventRow):
+    deliveries: list[DeliveryDetail]
+
+
+class TaskDetail(TaskRow):
+    """A task with its inbound payloads, events, deliveries and every attempt."""
+
+    events: list[EventDetail]
+    inbox: list[InboxSummary]
+
 
 _MAX_PAGE = 1000
 """A runaway request cannot read a whole table (the API allows 500 and asks one more)."""
@@ -22,11 +140,14 @@ def _page(limit: int) -> int:
 
 
 class Queries:
-    """Query methods shared by every SQL backend; `_read` is provided by the store."""
+    """The operator surface's reads, on connections of their own."""
 
-    _read: Callable[[], contextlib.AbstractAsyncContextManager[AsyncConnection]]
+    def __init__(
+        self, read: Callable[[], contextlib.AbstractAsyncContextManager[AsyncConnection]]
+    ) -> None:
+        self._read = read
 
-    async def get_task(self, task_id: str) -> dict[str, Any] | None:
+    async def get_task(self, task_id: str) -> TaskRow | None:
         async with self._read() as conn:
             row = (
                 await conn.execute(
@@ -35,9 +156,9 @@ class Queries:
                     )
                 )
             ).first()
-        return dict(row._mapping) if row is not None else None
+        return cast(TaskRow, dict(row._mapping)) if row is not None else None
 
-    async def task_detail(self, task_id: str) -> dict[str, Any] | None:
+    async def task_detail(self, task_id: str) -> TaskDetail | None:
         """The task with its inbound payloads, events, deliveries and every attempt."""
         task = await self.get_task(task_id)
         if task is None:
@@ -90,9 +211,10 @@ class Queries:
             ]
         for event in event_rows:
             event["deliveries"] = [d for d in delivery_rows if d["event_id"] == event["id"]]
-        task["events"] = event_rows
-        task["inbox"] = inbox_rows
-        return task
+        detail = cast(dict[str, Any], task)
+        detail["events"] = event_rows
+        detail["inbox"] = inbox_rows
+        return cast(TaskDetail, detail)
 
     async def list_tasks(
         self,
@@ -102,7 +224,7 @@ class Queries:
         state: str | None = None,
         family: str | None = None,
         labels: Mapping[str, str] | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[TaskRow]:
         """Newest first; `labels` must all match (JSON lookups work on SQLite and PostgreSQL)."""
         query = tasks.select().order_by(tasks.c.created_at.desc(), tasks.c.id)
         if state is not None:
@@ -113,7 +235,7 @@ class Queries:
             query = query.where(tasks.c.labels[key].as_string() == value)
         async with self._read() as conn:
             rows = await conn.execute(query.limit(_page(limit)).offset(offset))
-            return [dict(r._mapping) for r in rows]
+            return [cast(TaskRow, dict(r._mapping)) for r in rows]
 
     async def list_events(
         self,
@@ -122,7 +244,7 @@ class Queries:
         *,
         kind: str | None = None,
         task: str | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[EventRow]:
         """Newest first; `task` is the provider's task id or the relay's own."""
         query = events.select().order_by(events.c.received_at.desc(), events.c.id)
         if kind is not None:
@@ -131,7 +253,7 @@ class Queries:
             query = query.where(sa.or_(events.c.task_id == task, events.c.task_ref == task))
         async with self._read() as conn:
             rows = await conn.execute(query.limit(_page(limit)).offset(offset))
-            return [dict(r._mapping) for r in rows]
+            return [cast(EventRow, dict(r._mapping)) for r in rows]
 
     async def queue_stats(self) -> tuple[int, float | None]:
         """(deliveries pending or running, creation time of the oldest pending one): one
@@ -152,12 +274,12 @@ class Queries:
         async with self._read() as conn:
             return int(await conn.scalar(query) or 0)
 
-    async def get_delivery(self, delivery_id: str) -> dict[str, Any] | None:
+    async def get_delivery(self, delivery_id: str) -> DeliveryRow | None:
         async with self._read() as conn:
             row = (
                 await conn.execute(deliveries.select().where(deliveries.c.id == delivery_id))
             ).first()
-        return dict(row._mapping) if row is not None else None
+        return cast(DeliveryRow, dict(row._mapping)) if row is not None else None
 
     async def list_deliveries(
         self,
@@ -165,7 +287,7 @@ class Queries:
         limit: int = 50,
         offset: int = 0,
         handler: str | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[DeliveryRow]:
         query = deliveries.select().order_by(deliveries.c.updated_at.desc(), deliveries.c.id)
         if state is not None:
             query = query.where(deliveries.c.state == state)
@@ -173,19 +295,19 @@ class Queries:
             query = query.where(deliveries.c.handler == handler)
         async with self._read() as conn:
             rows = await conn.execute(query.limit(_page(limit)).offset(offset))
-            return [dict(r._mapping) for r in rows]
+            return [cast(DeliveryRow, dict(r._mapping)) for r in rows]
 
-    async def inbox_bodies(self, upstream_id: str) -> list[dict[str, Any]]:
+    async def inbox_bodies(self, upstream_id: str) -> list[InboxRow]:
         """A task's raw inbound payloads, oldest first (the dashboard shows them redacted)."""
         async with self._read() as conn:
             rows = await conn.execute(
                 inbox.select().where(inbox.c.task_id == upstream_id).order_by(inbox.c.received_at)
             )
-            return [dict(r._mapping) for r in rows]
+            return [cast(InboxRow, dict(r._mapping)) for r in rows]
 
     async def events_for(
         self, *, task_refs: list[str] | None = None, ids: list[str] | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> list[EventRow]:
         """Events of several tasks (the dashboard's song list) or with the given ids."""
         query = events.select().order_by(events.c.received_at)
         if task_refs is not None:
@@ -193,4 +315,4 @@ class Queries:
         if ids is not None:
             query = query.where(events.c.id.in_(ids))
         async with self._read() as conn:
-            return [dict(r._mapping) for r in await conn.execute(query)]
+            return [cast(EventRow, dict(r._mapping)) for r in await conn.execute(query)]

@@ -81,7 +81,7 @@ def _unavailable_as_store_error() -> Iterator[None]:
         raise
 
 
-class SqlStore(Queries):
+class SqlStore:
     """Tasks, events and deliveries in one SQL database."""
 
     def __init__(
@@ -105,6 +105,8 @@ class SqlStore(Queries):
         )
         self.listener: Listener | None = None
         """PostgreSQL only: wakes this process when another one commits due work."""
+        self.reads = Queries(self._read)
+        """The API's, dashboard's and CLI's reads, with typed rows, on their own connections."""
 
     async def _connect(self) -> WriteConnection:
         if self.is_postgres:
