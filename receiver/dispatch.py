@@ -185,7 +185,7 @@ class Dispatcher:
         try:
             if configured is None:
                 error = f"handler {claim.handler!r} is no longer configured"
-                await self._record(claim, _Outcome("dead", "dead", error=error, blame="relay"))
+                await self._record(claim, _Outcome("dead", error=error, blame="relay"))
                 self.metrics.delivery(claim.handler, "dead")
                 bound.error("delivery dead: handler not configured")
                 return
@@ -268,7 +268,6 @@ class Dispatcher:
             return self._failed(claim, configured, error, "relay", True, None, started)
         return _Outcome(
             "succeeded",
-            "succeeded",
             seconds=time.monotonic() - started,
             result=dict(result) if result else None,
         )
@@ -293,7 +292,6 @@ class Dispatcher:
             delay = configured.retry_delay(claim.attempt, retry_after)
             return _Outcome(
                 "pending",
-                "retry",
                 seconds=seconds,
                 error=error,
                 blame=blame,
@@ -301,7 +299,7 @@ class Dispatcher:
                 retry_in_s=delay,
             )
         why = "attempts exhausted" if retryable else "permanent error"
-        return _Outcome("dead", "dead", seconds=seconds, error=error, blame=blame, why=why)
+        return _Outcome("dead", seconds=seconds, error=error, blame=blame, why=why)
 
     async def _keep_leases(self) -> None:
         """Slow handlers keep their claims: renew every in-flight lease, in one batch, well
@@ -319,8 +317,6 @@ class _Outcome:
     """How one attempt ended, decided while the handler's slot is held and written after."""
 
     state: Literal["succeeded", "pending", "dead"]
-    metric: str
-    """succeeded, retry or dead (`aimusic_relay_deliveries`)."""
     seconds: float | None = None
     error: str | None = None
     blame: str | None = None
@@ -328,6 +324,11 @@ class _Outcome:
     result: Mapping[str, Any] | None = None
     retry_in_s: float = 0.0
     why: str = ""
+
+    @property
+    def metric(self) -> str:
+        """The outcome as `aimusic_relay_deliveries` counts it: succeeded, retry or dead."""
+        return "retry" if self.state == "pending" else self.state
 
     def log(self, bound: Any) -> None:
         if self.state == "succeeded":

@@ -181,7 +181,7 @@ class Event:
     @property
     def dedupe_key(self) -> str:
         """Two events with the same key are the same fact, however they reached us."""
-        return f"{self.task_id}:{self.clip_id}:{self.kind}"
+        return dedupe_key(self.task_id, self.clip_id, self.kind)
 
     @property
     def title(self) -> str:
@@ -240,6 +240,11 @@ def normalise(
         reason = {"error": body.message} if body.message else {}
         found.append(("song.failed", TASK_LEVEL_CLIP, reason))
     return found
+
+
+def dedupe_key(task_id: str, clip_id: str, kind: str) -> str:
+    """The stored `events.dedupe_key` of a (task, clip, kind)."""
+    return f"{task_id}:{clip_id}:{kind}"
 
 
 def _as_datetime(value: Any) -> datetime:

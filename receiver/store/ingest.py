@@ -20,7 +20,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from receiver.models import FINAL_KINDS
+from receiver.models import FINAL_KINDS, dedupe_key
 from receiver.store._dialect import SqlDialect, dump_json, load_json
 from receiver.store.base import Inbound, IngestResult, Router
 from receiver.store.writer import Tx, WriteKind
@@ -196,7 +196,7 @@ async def _ingest(tx: Tx, items: list[tuple[Inbound, Router]]) -> list[IngestRes
     refs = [i.task_ref for i, _ in items if i.task_ref is not None]
     keys = [k for i, _ in items if (k := _upstream_key(i)) is not None]
     likely_keys = {
-        f"{i.task_id}:{clip_id}:{kind}"
+        dedupe_key(i.task_id, clip_id, kind)
         for i, _ in items
         if i.task_id is not None
         for kind, clip_id, _ in i.clips
@@ -240,7 +240,7 @@ async def _ingest(tx: Tx, items: list[tuple[Inbound, Router]]) -> list[IngestRes
     # 3. Events: a (task, clip, kind) seen before is not a new fact.
     known = {row[0] for row in known_rows}
     unlikely = {
-        f"{task.upstream_key}:{clip_id}:{kind}"
+        dedupe_key(task.upstream_key, clip_id, kind)
         for _, inbound, _, _, task in resolved
         for kind, clip_id, _ in inbound.clips
     } - likely_keys
@@ -253,7 +253,7 @@ async def _ingest(tx: Tx, items: list[tuple[Inbound, Router]]) -> list[IngestRes
         event_ids: list[str] = []
         count = 0
         for kind, clip_id, clip in inbound.clips:
-            key = f"{task.upstream_key}:{clip_id}:{kind}"
+            key = dedupe_key(task.upstream_key, clip_id, kind)
             if key in known:
                 continue
             known.add(key)
@@ -297,8 +297,13 @@ async def _ingest(tx: Tx, items: list[tuple[Inbound, Router]]) -> list[IngestRes
     await tx.db.run_many(
         sql.insert_task,
         [
-            {"id": t.id, "upstream_id": t.upstream_id, "platform": t.platform, "state": t.state}
-            | {"now": now}
+            {
+                "id": t.id,
+                "upstream_id": t.upstream_id,
+                "platform": t.platform,
+                "state": t.state,
+                "now": now,
+            }
             for t in touched
             if t.new
         ],

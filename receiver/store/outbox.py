@@ -16,10 +16,9 @@ import dataclasses
 import functools
 import time
 from collections.abc import Collection, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
-from receiver.models import Event
+from receiver.models import Event, event_from_row
 from receiver.store._dialect import SqlDialect, dump_json, load_json
 from receiver.store.base import Claim, Claimed, Finish, Finished, Replay
 from receiver.store.writer import Tx, WriteKind
@@ -32,8 +31,6 @@ __all__ = [
     "NEXT_DUE",
     "RELEASE",
     "REPLAY",
-    "RESULTS_FOR_EVENT",
-    "RESULTS_FOR_TASK",
     "ClaimRequest",
     "Extend",
     "Release",
@@ -74,7 +71,6 @@ class _Sql:
     events: str
     event_results: str
     task_results: str
-    task_results_by_ref: str
     next_pending: str
     next_running: str
     held: str
@@ -151,12 +147,6 @@ def _sql(d: SqlDialect) -> _Sql:
             f"{d.then('deliveries', 'd', 'd.event_id = e.id')}"
             f" WHERE {d_state} = 'succeeded' ORDER BY d.updated_at"
         ),
-        task_results_by_ref=d.sql(
-            "SELECT e.task_ref, e.id, d.handler, d.result"
-            f" FROM {d.each('refs', 'k')}{d.then('events', 'e', 'e.task_ref = k.value')}"
-            f"{d.then('deliveries', 'd', 'd.event_id = e.id')}"
-            f" WHERE {d_state} = 'succeeded' ORDER BY d.updated_at"
-        ),
         # Two minimums, one per state, each read from ix_deliveries_due alone. One query with
         # `state IN (...)` and a CASE is equivalent, but once SQLite has statistics it scans
         # the whole table for it: 15 ms per call at 100k events.
@@ -196,23 +186,17 @@ def _sql(d: SqlDialect) -> _Sql:
     )
 
 
+_EVENT_COLUMNS = (
+    "id", "kind", "task_id", "clip_id", "platform", "clip", "source", "received_at",
+    "task_ref", "error", "labels", "prompt",
+)  # fmt: skip
+"""The columns of the `events` statement, in its order."""
+
+
 def _event(row: tuple[Any, ...]) -> Event:
-    id_, kind, task_id, clip_id, platform, clip, source, received_at, ref, error = row[:10]
-    labels, prompt = row[10:]
-    return Event(
-        id=id_,
-        kind=kind,
-        task_id=task_id,
-        clip_id=clip_id,
-        platform=platform,
-        clip=load_json(clip) or {},
-        source=source,
-        received_at=datetime.fromtimestamp(float(received_at), tz=UTC),
-        labels=load_json(labels) or {},
-        task_ref=ref,
-        prompt=prompt,
-        error=error,
-    )
+    fields = dict(zip(_EVENT_COLUMNS, row, strict=True))
+    fields["clip"], fields["labels"] = load_json(fields["clip"]), load_json(fields["labels"])
+    return event_from_row(fields)
 
 
 async def _next_due(tx: Tx, exclude: Collection[str]) -> float | None:
@@ -403,32 +387,6 @@ async def _settled(tx: Tx, event_ids: list[str]) -> list[bool]:
     return [not (await tx.db.rows(sql, {"id": event_id}))[0][0] for event_id in event_ids]
 
 
-async def _event_results(tx: Tx, event_ids: list[str]) -> list[dict[str, Mapping[str, Any]]]:
-    sql, d = _sql(tx.dialect), tx.dialect
-    by_event: dict[str, dict[str, Mapping[str, Any]]] = {}
-    for event_id, handler, result in await tx.db.rows(
-        sql.event_results, {"ids": d.values(event_ids)}
-    ):
-        by_event.setdefault(event_id, {})[handler] = load_json(result) or {}
-    return [by_event.get(event_id, {}) for event_id in event_ids]
-
-
-async def _task_results(tx: Tx, asks: list[tuple[str, str]]) -> list[dict[str, Mapping[str, Any]]]:
-    """Per handler, its latest successful result for the task's *other* events."""
-    sql, d = _sql(tx.dialect), tx.dialect
-    rows = await tx.db.rows(sql.task_results_by_ref, {"refs": d.values({ref for ref, _ in asks})})
-    out = []
-    for ref, excluding in asks:
-        out.append(
-            {
-                handler: load_json(result) or {}
-                for task_ref, event_id, handler, result in rows
-                if task_ref == ref and event_id != excluding
-            }
-        )
-    return out
-
-
 CLAIM = WriteKind("claim", _claim)
 FINISH = WriteKind("finish", _finish)
 EXTEND = WriteKind("extend", _extend)
@@ -436,5 +394,3 @@ RELEASE = WriteKind("release", _release)
 REPLAY = WriteKind("replay", _replay)
 NEXT_DUE = WriteKind("next_due", _next_due_many)
 EVENT_SETTLED = WriteKind("event_settled", _settled)
-RESULTS_FOR_EVENT = WriteKind("results_for_event", _event_results)
-RESULTS_FOR_TASK = WriteKind("results_for_task", _task_results)

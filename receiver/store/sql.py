@@ -48,8 +48,6 @@ from receiver.store.outbox import (
     NEXT_DUE,
     RELEASE,
     REPLAY,
-    RESULTS_FOR_EVENT,
-    RESULTS_FOR_TASK,
     ClaimRequest,
     Extend,
     Release,
@@ -233,17 +231,6 @@ class SqlStore:
 
     async def event_settled(self, event_id: str) -> bool:
         return await self._submit(EVENT_SETTLED, event_id)
-
-    async def results_for_event(self, event_id: str) -> dict[str, Mapping[str, Any]]:
-        return await self._submit(RESULTS_FOR_EVENT, event_id)
-
-    async def results_for_task(
-        self, task_ref: str | None, excluding_event: str
-    ) -> dict[str, Mapping[str, Any]]:
-        """Per handler, its latest successful result for the task's *other* events."""
-        if task_ref is None:
-            return {}
-        return await self._submit(RESULTS_FOR_TASK, (task_ref, excluding_event))
 
     # -- polls ---------------------------------------------------------------------------
 
