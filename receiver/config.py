@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     relay_allow_private_networks: bool = False
     relay_max_body_bytes: int = Field(default=1024 * 1024, gt=0)
     relay_body_timeout_s: float = Field(default=10.0, gt=0)
+    relay_max_clips_per_callback: int = Field(default=64, ge=1, le=10_000)
     relay_spool_dir: Path = Path(tempfile.gettempdir()) / "aimusic-relay-spool"
     relay_lease_s: float = Field(default=60.0, gt=0)
     relay_db_pool_size: int = Field(default=5, ge=1, le=100)

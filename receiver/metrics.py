@@ -41,6 +41,9 @@ CALLBACK_OUTCOMES = (
     "bad_signature",
     "bad_token",
     "bad_payload",
+    "too_many_clips",
+    "wrong_route",
+    "task_conflict",
     "store_unavailable",
 )
 """The webhook route's answers: 200 `status`, or the `error` code of a refusal."""
@@ -79,6 +82,7 @@ class Metrics:
     delivery_seconds: Histogram
     polls: Counter
     upstream_errors: Counter
+    ignored_event_headers: Counter
     queue_depth: Gauge
     oldest_pending_age: Gauge
     store_batch_size: Histogram
@@ -124,6 +128,12 @@ class Metrics:
                 "aimusic_relay_upstream_errors",
                 "Failed exchanges with the AI Music API, by HTTP status or transport failure.",
                 ["status"],
+                registry=registry,
+            ),
+            ignored_event_headers=Counter(
+                "aimusic_relay_callback_event_header_ignored",
+                "Signed callbacks whose unsigned X-Webhook-Event header contradicted the body"
+                " (the body decided).",
                 registry=registry,
             ),
             queue_depth=Gauge(

@@ -26,6 +26,7 @@ __all__ = [
     "LyricsResult",
     "LyricsTaskAnswer",
     "TaskAnswer",
+    "header_contradicts",
     "normalise",
 ]
 
@@ -210,26 +211,36 @@ _STATE_TO_KIND: dict[str, EventKind] = {
 }
 
 
-def _kind_from_header(header_event: str | None, status: str | None) -> EventKind | None:
-    if status:
-        kind = _STATE_TO_KIND.get(status.lower())
-        if kind:
-            return kind
-    if header_event in ("song.completed", "song.failed", "song.streaming"):
-        return header_event  # type: ignore[return-value]
+_HEADER_KINDS: frozenset[str] = frozenset({"song.completed", "song.failed", "song.streaming"})
+
+
+def _task_level_kind(body: CallbackBody) -> EventKind | None:
+    """The kind the signed body states for the whole task: its `status`, then its `event`."""
+    for value in (body.status, body.event):
+        if value:
+            kind = _STATE_TO_KIND.get(value.lower())
+            if kind is None and value in _HEADER_KINDS:
+                kind = value  # type: ignore[assignment]
+            if kind is not None:
+                return kind
     return None
+
+
+def _header_kind(header_event: str | None) -> EventKind | None:
+    return header_event if header_event in _HEADER_KINDS else None  # type: ignore[return-value]
 
 
 def normalise(
     body: CallbackBody, header_event: str | None
 ) -> list[tuple[EventKind, str, dict[str, Any]]]:
-    """Classify each clip by its own state; fall back to the task status, then the header.
+    """Classify each clip by its own state; fall back to the body's task status or event, and
+    only when the signed body says nothing at all, to the (unsigned) `X-Webhook-Event` header.
 
     Returns `(kind, clip_id, clip_fields)` for every clip that reached a reportable state.
     Clips still pending or running produce nothing. A failed task with no clips produces
     one task-level failure.
     """
-    fallback = _kind_from_header(header_event or body.event, body.status)
+    fallback = _task_level_kind(body) or _header_kind(header_event)
     found: list[tuple[EventKind, str, dict[str, Any]]] = []
     for clip in body.data:
         kind = _STATE_TO_KIND.get(clip.state.lower()) if clip.state else fallback
@@ -240,6 +251,25 @@ def normalise(
         reason = {"error": body.message} if body.message else {}
         found.append(("song.failed", TASK_LEVEL_CLIP, reason))
     return found
+
+
+def header_contradicts(body: CallbackBody, header_event: str | None) -> bool:
+    """True when `X-Webhook-Event` names a kind the signed body contradicts, so it was ignored.
+
+    The provider's documented mix — streaming clips under a `song.completed` header — is not a
+    contradiction.
+    """
+    header = _header_kind(header_event)
+    if header is None:
+        return False
+    signed = {_STATE_TO_KIND.get(c.state.lower()) for c in body.data if c.state}
+    task_level = _task_level_kind(body)
+    if task_level is not None:
+        signed.add(task_level)
+    signed.discard(None)
+    if not signed or header in signed:
+        return False
+    return not (header == "song.completed" and signed == {"song.streaming"})
 
 
 def dedupe_key(task_id: str, clip_id: str, kind: str) -> str:

@@ -298,11 +298,16 @@ def _webhook(body: Schema, *, token: bool) -> Schema:
             {"type": "string", "pattern": "^[0-9]{1,12}$"},
             "Unix seconds; refused beyond ±300 s of our clock.",
         ),
-        header("X-Webhook-Id", _SAFE_TEXT, "The event id; duplicates answer 200.", False),
+        header(
+            "X-Webhook-Id",
+            _SAFE_TEXT,
+            "The event id (unsigned): a duplicate on the same route and task answers 200.",
+            False,
+        ),
         header(
             "X-Webhook-Event",
             {"type": "string", "enum": ["song.completed", "song.failed"]},
-            "What happened.",
+            "What happened (unsigned): used only when the signed body names no state.",
             False,
         ),
     ]
@@ -318,7 +323,12 @@ def _webhook(body: Schema, *, token: bool) -> Schema:
             "200": _json("Stored, or a duplicate.", _ref("CallbackAnswer")),
             "400": _json("Not the provider's callback JSON.", _ref("Error")),
             "401": _json("Signature, timestamp or token wrong, or no secret.", _ref("Error")),
-            "413": _json("Body over RELAY_MAX_BODY_BYTES (1 MiB).", _ref("Error")),
+            "403": _json("Shared route naming a task this relay submitted.", _ref("Error")),
+            "409": _json("Names an upstream task id another task has.", _ref("Error")),
+            "413": _json(
+                "Body over RELAY_MAX_BODY_BYTES, or clips over RELAY_MAX_CLIPS_PER_CALLBACK.",
+                _ref("Error"),
+            ),
             "408": _json("Body not all sent within RELAY_BODY_TIMEOUT_S.", _ref("Error")),
             "415": _json("Not Content-Type: application/json.", _ref("Error")),
             "503": _json("Store unavailable; retry (Retry-After).", _ref("Error")),

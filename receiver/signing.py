@@ -20,8 +20,10 @@ __all__ = [
     "TIMESTAMP_TOLERANCE_S",
     "CallbackTokens",
     "derive_task_secret",
+    "replay_key",
     "sign_callback",
     "verify_callback",
+    "webhook_key",
 ]
 
 TIMESTAMP_TOLERANCE_S = 300
@@ -72,6 +74,28 @@ def verify_callback(
         if hmac.compare_digest(expected, presented):
             return
     raise SignatureError("bad_signature", "X-Webhook-Signature does not match the body")
+
+
+def replay_key(route: str, timestamp: str, body: bytes) -> str:
+    """What makes a callback the same signed callback: its route, signed timestamp and body.
+
+    An attacker holding one captured callback can resend it, and change every header the
+    signature does not cover, within the timestamp window; these bytes they cannot change.
+    """
+    digest = hashlib.sha256(b"aimusic-relay/replay/v1\0" + route.encode("utf-8") + b"\0")
+    digest.update(timestamp.encode("ascii") + b"\0")
+    digest.update(body)
+    return digest.hexdigest()
+
+
+def webhook_key(route: str, task_id: str | None, webhook_id: str | None) -> str | None:
+    """The provider's event id (`X-Webhook-Id`), scoped to the route and the signed task id,
+    so no callback can make another task's event a duplicate."""
+    if webhook_id is None:
+        return None
+    parts = (route, task_id or "", webhook_id)
+    digest = hashlib.sha256(b"aimusic-relay/webhook-id/v1\0" + "\0".join(parts).encode())
+    return digest.hexdigest()
 
 
 def derive_task_secret(secret_key: str, task_ref: str) -> str:

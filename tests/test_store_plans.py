@@ -26,7 +26,7 @@ from receiver.store.outbox import _sql as outbox_sql
 from receiver.store.polls import _sql as poll_sql
 from tests.bench import backlog
 
-_LISTS = {"ids", "refs", "keys", "exclude"}
+_LISTS = {"ids", "replays", "refs", "keys", "exclude"}
 _JSON = {"result", "params", "labels", "handlers"}
 
 

@@ -18,11 +18,11 @@ from starlette.routing import Route
 
 from receiver.errors import SignatureError, StoreUnavailable
 from receiver.logging import get_logger
-from receiver.models import CallbackBody, normalise
+from receiver.models import CallbackBody, header_contradicts, normalise
 from receiver.routes._callback_json import EVENT_HEADER_CHARS, check_lengths, parse_json
 from receiver.routes._http import BodyTimeout, BodyTooLarge, error, first_line, read_body
 from receiver.services import Services
-from receiver.signing import verify_callback
+from receiver.signing import replay_key, verify_callback, webhook_key
 from receiver.store import Inbound
 
 __all__ = ["routes"]
@@ -76,7 +76,11 @@ async def _receive(request: Request) -> Response:
     header_event = request.headers.get("x-webhook-event")
     webhook_id = request.headers.get("x-webhook-id") or request.headers.get("idempotency-key")
     try:
-        parsed = CallbackBody.model_validate(parse_json(body))
+        raw = parse_json(body)
+        too_many = _too_many_clips(raw, settings.relay_max_clips_per_callback)
+        if too_many is not None:
+            return too_many
+        parsed = CallbackBody.model_validate(raw)
         platform, clips = _platform(parsed), normalise(parsed, header_event)
         for _kind, clip_id, _fields in clips:
             check_lengths(clip_id=clip_id)
@@ -85,7 +89,10 @@ async def _receive(request: Request) -> Response:
         return error(400, "bad_payload", f"not the provider's callback JSON: {first_line(exc)}")
     if parsed.task_id is None and task_ref is None:
         return error(400, "bad_payload", "the callback names no task_id")
+    if header_contradicts(parsed, header_event):
+        services.metrics.ignored_event_headers.inc()
 
+    route = f"task:{task_ref}" if task_ref is not None else "shared"
     inbound = Inbound(
         source="callback",
         body=body,
@@ -96,17 +103,28 @@ async def _receive(request: Request) -> Response:
         webhook_id=webhook_id,
         event_header=_event_header(header_event),
         message=parsed.message,
+        replay_key=replay_key(route, request.headers["x-webhook-timestamp"], body),
+        webhook_key=webhook_key(route, parsed.task_id, webhook_id),
     )
     try:
         result = await services.store.record_inbound(inbound, services.handlers.route)
-    except StoreUnavailable as exc:
-        log.warning("callback refused: store unavailable", error=str(exc))
+    except Exception as exc:
+        # Whatever the database did (gone, read-only, schema dropped or never migrated), the
+        # sender is told to retry later: nothing was stored, so nothing is lost by waiting.
+        if isinstance(exc, StoreUnavailable):
+            log.warning("callback refused: store unavailable", error=str(exc))
+        else:
+            log.exception("callback refused: store error", error=type(exc).__name__)
         return error(
             503,
             "store_unavailable",
             "storage is unavailable; retry later",
             headers={"Retry-After": "5"},
         )
+    if result.refused is not None:
+        refusal = result.refused
+        log.warning("callback refused", reason=refusal.error, task_id=parsed.task_id)
+        return error(refusal.status, refusal.error, refusal.detail)
     outcome = "duplicate" if result.duplicate else "accepted"
     log.info(
         "callback " + outcome,
@@ -118,6 +136,19 @@ async def _receive(request: Request) -> Response:
         deliveries=result.deliveries,
     )
     return JSONResponse({"status": outcome, "events": list(result.event_ids)})
+
+
+def _too_many_clips(raw: Any, limit: int) -> Response | None:
+    """Counted before validation: ten thousand clips cost seconds to turn into events."""
+    clips = raw.get("data") if isinstance(raw, dict) else None
+    if isinstance(clips, list) and len(clips) > limit:
+        return error(
+            413,
+            "too_many_clips",
+            f"the callback carries {len(clips)} clips; at most {limit} are accepted"
+            " (RELAY_MAX_CLIPS_PER_CALLBACK)",
+        )
+    return None
 
 
 def _outcome(response: Response) -> str:

@@ -11,6 +11,7 @@ from receiver.store.base import (
     Inbound,
     IngestResult,
     NewTask,
+    Refusal,
     Router,
     Store,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "Inbound",
     "IngestResult",
     "NewTask",
+    "Refusal",
     "Router",
     "SqlStore",
     "Store",

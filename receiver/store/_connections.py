@@ -68,6 +68,17 @@ class WriteConnection(Protocol):
         ...
 
 
+_SCHEMA_MISSING = (
+    psycopg.errors.UndefinedTable,
+    psycopg.errors.UndefinedColumn,
+    psycopg.errors.InvalidSchemaName,
+    psycopg.errors.InsufficientPrivilege,
+    psycopg.errors.ReadOnlySqlTransaction,
+)
+"""A database we reach but cannot use as ours (dropped or foreign schema, revoked rights, a
+read-only replica): like an outage, the answer is 503 and retry later, never a 500."""
+
+
 def unavailable(exc: BaseException) -> StoreUnavailable | None:
     """The database cannot be reached (or dropped us): a 503 / back-off, not a bug."""
     if isinstance(exc, StoreUnavailable):
@@ -76,6 +87,11 @@ def unavailable(exc: BaseException) -> StoreUnavailable | None:
         return StoreUnavailable(f"database unavailable: {exc}")
     if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError | OSError):
         return StoreUnavailable(f"database unavailable: {type(exc).__name__}")
+    if isinstance(exc, _SCHEMA_MISSING):
+        return StoreUnavailable(
+            f"database schema missing or not ours ({type(exc).__name__}):"
+            " run `aimusic-relay db upgrade`"
+        )
     return None
 
 

@@ -18,6 +18,7 @@ __all__ = [
     "Inbound",
     "IngestResult",
     "NewTask",
+    "Refusal",
     "Replay",
     "Router",
     "Store",
@@ -56,16 +57,33 @@ class Inbound:
     webhook_id: str | None = None
     event_header: str | None = None
     message: str | None = None
+    replay_key: str | None = None
+    """A digest of what was signed (route, timestamp, body): the same signed callback again is
+    a duplicate whatever its unsigned headers say (`receiver.signing.replay_key`)."""
+    webhook_key: str | None = None
+    """A digest of the route, the body's task id and `X-Webhook-Id`: the provider's event id,
+    scoped so one task's ids cannot shadow another's (`receiver.signing.webhook_key`)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a verified inbound was not stored: an HTTP status, an error code and the detail."""
+
+    status: int
+    error: str
+    detail: str
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class IngestResult:
-    """What one inbound changed: nothing (a duplicate), or new events and deliveries."""
+    """What one inbound changed: nothing (a duplicate, or refused), or new events and
+    deliveries. A duplicate or a refusal stores nothing, not even the body."""
 
     duplicate: bool
     task_ref: str | None
     event_ids: tuple[str, ...] = ()
     deliveries: int = 0
+    refused: Refusal | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from typing import Any
 
 from receiver.models import FINAL_KINDS, dedupe_key
 from receiver.store._dialect import SqlDialect, dump_json, load_json
-from receiver.store.base import Inbound, IngestResult, Router
+from receiver.store.base import Inbound, IngestResult, Refusal, Router
 from receiver.store.writer import Tx, WriteKind
 
 __all__ = ["FINAL_TASK_STATES", "INGEST"]
@@ -60,19 +60,23 @@ class _Sql:
 @functools.cache
 def _sql(d: SqlDialect) -> _Sql:
     return _Sql(
-        inbox_seen=d.sql(f"SELECT webhook_id FROM inbox WHERE {d.in_list('webhook_id', 'ids')}"),
+        inbox_seen=d.sql(
+            f"SELECT replay_key FROM inbox WHERE {d.in_list('replay_key', 'replays')} UNION ALL"
+            f" SELECT webhook_key FROM inbox WHERE {d.in_list('webhook_key', 'ids')}"
+        ),
         # UNION ALL, not OR: each half is a unique-index lookup on any engine, even before
         # PostgreSQL has statistics (with an OR it scanned the whole table until ANALYZE).
         tasks_for=d.sql(
-            "SELECT id, upstream_id, state, labels, handlers FROM tasks"
+            "SELECT id, upstream_id, state, labels, handlers, origin FROM tasks"
             f" WHERE {d.in_list('id', 'refs')} UNION ALL"
-            " SELECT id, upstream_id, state, labels, handlers FROM tasks"
+            " SELECT id, upstream_id, state, labels, handlers, origin FROM tasks"
             f" WHERE {d.in_list('upstream_id', 'keys')}"
         ),
         events_seen=d.sql(f"SELECT dedupe_key FROM events WHERE {d.in_list('dedupe_key', 'keys')}"),
         insert_inbox=d.sql(
-            "INSERT INTO inbox (id, webhook_id, task_id, source, event_header, body, received_at)"
-            " VALUES (:id, :webhook_id, :task_id, :source, :event_header, :body, :received_at)"
+            "INSERT INTO inbox (id, webhook_id, task_id, source, event_header, body, received_at,"
+            " replay_key, webhook_key) VALUES (:id, :webhook_id, :task_id, :source,"
+            " :event_header, :body, :received_at, :replay_key, :webhook_key)"
         ),
         insert_task=d.sql(
             "INSERT INTO tasks (id, upstream_id, family, platform, state, origin, prompt, params,"
@@ -108,6 +112,7 @@ class _Task:
     state: str
     labels: Mapping[str, str]
     handlers: Sequence[str] | None
+    origin: str = "external"
     new: bool = False
     platform: str = ""
     filled: bool = False
@@ -134,20 +139,34 @@ class _Tasks:
         self._new_id = new_id
         self.by_id: dict[str, _Task] = {}
         self.by_upstream: dict[str, _Task] = {}
-        for id_, upstream_id, state, labels, handlers in rows:
-            self._add(_Task(id_, upstream_id, state, load_json(labels) or {}, load_json(handlers)))
+        for id_, upstream_id, state, labels, handlers, origin in rows:
+            self._add(
+                _Task(id_, upstream_id, state, load_json(labels) or {}, load_json(handlers), origin)
+            )
 
     def _add(self, task: _Task) -> None:
         self.by_id[task.id] = task
         if task.upstream_id is not None:
             self.by_upstream[task.upstream_id] = task
 
-    def resolve(self, inbound: Inbound) -> _Task:
-        """The task this inbound is about; an unknown task is recorded as external."""
+    def resolve(self, inbound: Inbound) -> _Task | Refusal:
+        """The task this inbound is about; an unknown task is recorded as external.
+
+        A task this relay submitted has its own secret and callback URL: only a callback on
+        that URL may touch it, never the shared route (or another task's URL) naming its
+        upstream id. And a task cannot take an upstream id another task already has.
+        """
         task = self.by_id.get(inbound.task_ref) if inbound.task_ref is not None else None
         key = _upstream_key(inbound)
         if task is None and key is not None:
             task = self.by_upstream.get(key)
+            if task is not None and task.origin == "relay" and inbound.source == "callback":
+                return Refusal(
+                    403,
+                    "wrong_route",
+                    f"task {key} was submitted by this relay; its callbacks are accepted only"
+                    " on its own callback URL",
+                )
         if task is None:
             task = _Task(
                 self._new_id(), key, "running", {}, None, new=True, platform=inbound.platform
@@ -155,6 +174,14 @@ class _Tasks:
             self._add(task)
             return task
         if task.upstream_id is None and inbound.task_id is not None:
+            other = self.by_upstream.get(inbound.task_id)
+            if other is not None and other is not task:
+                return Refusal(
+                    409,
+                    "task_conflict",
+                    f"the callback names upstream task {inbound.task_id}, which belongs to"
+                    " another task",
+                )
             # The callback arrived before the create call's answer was recorded.
             task.upstream_id = inbound.task_id
             task.filled = True
@@ -188,11 +215,12 @@ async def _ingest(tx: Tx, items: list[tuple[Inbound, Router]]) -> list[IngestRes
     sql, d, now, new_id = _sql(tx.dialect), tx.dialect, time.time(), _Ids()
     results: list[IngestResult | None] = [None] * len(items)
 
-    # One round trip reads the webhook ids seen before, the tasks, and the events already
-    # known under the dedupe keys the inbounds will most likely have (their task is almost
-    # always recorded under the callback's task_id); keys that turn out otherwise are read
-    # after the tasks are resolved. A duplicate's rows cost a read, not a round trip.
-    webhook_ids = [i.webhook_id for i, _ in items if i.webhook_id is not None]
+    # One round trip reads the signed callbacks and webhook ids seen before, the tasks, and
+    # the events already known under the dedupe keys the inbounds will most likely have (their
+    # task is almost always recorded under the callback's task_id); keys that turn out
+    # otherwise are read after the tasks are resolved. A duplicate costs a read, not a write.
+    replay_keys = [i.replay_key for i, _ in items if i.replay_key is not None]
+    webhook_keys = [i.webhook_key for i, _ in items if i.webhook_key is not None]
     refs = [i.task_ref for i, _ in items if i.task_ref is not None]
     keys = [k for i, _ in items if (k := _upstream_key(i)) is not None]
     likely_keys = {
@@ -203,53 +231,54 @@ async def _ingest(tx: Tx, items: list[tuple[Inbound, Router]]) -> list[IngestRes
     }
     seen_rows, task_rows, known_rows = await tx.db.rows_many(
         [
-            (sql.inbox_seen, {"ids": d.values(webhook_ids)}),
+            (sql.inbox_seen, {"replays": d.values(replay_keys), "ids": d.values(webhook_keys)}),
             (sql.tasks_for, {"refs": d.values(refs), "keys": d.values(keys)}),
             (sql.events_seen, {"keys": d.values(likely_keys)}),
         ]
     )
     seen = {row[0] for row in seen_rows}
 
-    # 1. The inbox: a webhook id seen before (or earlier in this batch) is a duplicate.
-    fresh: list[tuple[int, Inbound, Router, str]] = []
-    inbox_rows: list[dict[str, Any]] = []
+    # 1. The same signed callback, or the same provider event id on the same route and task,
+    #    seen before (or earlier in this batch) is a duplicate: nothing of it is stored.
+    fresh: list[tuple[int, Inbound, Router]] = []
     for index, (inbound, route) in enumerate(items):
-        if inbound.webhook_id is not None:
-            if inbound.webhook_id in seen:
-                results[index] = IngestResult(duplicate=True, task_ref=inbound.task_ref)
-                continue
-            seen.add(inbound.webhook_id)
-        inbox_id = new_id()
-        fresh.append((index, inbound, route, inbox_id))
-        inbox_rows.append(
-            {
-                "id": inbox_id,
-                "webhook_id": inbound.webhook_id,
-                "task_id": inbound.task_id,
-                "source": inbound.source,
-                "event_header": inbound.event_header,
-                "body": inbound.body,
-                "received_at": now,
-            }
-        )
+        marks = [k for k in (inbound.replay_key, inbound.webhook_key) if k is not None]
+        if any(k in seen for k in marks):
+            results[index] = IngestResult(duplicate=True, task_ref=inbound.task_ref)
+            continue
+        seen.update(marks)
+        fresh.append((index, inbound, route))
 
-    # 2. Tasks, resolved in order.
+    # 2. Tasks, resolved in order; a callback that may not touch its task is refused.
     tasks = _Tasks(task_rows, new_id)
-    resolved = [(n, i, route, inbox_id, tasks.resolve(i)) for n, i, route, inbox_id in fresh]
+    resolved: list[tuple[int, Inbound, Router, _Task]] = []
+    for index, inbound, route in fresh:
+        task_or_refusal = tasks.resolve(inbound)
+        if isinstance(task_or_refusal, Refusal):
+            results[index] = IngestResult(
+                duplicate=False, task_ref=inbound.task_ref, refused=task_or_refusal
+            )
+        else:
+            resolved.append((index, inbound, route, task_or_refusal))
 
-    # 3. Events: a (task, clip, kind) seen before is not a new fact.
+    # 3. Events: a (task, clip, kind) seen before is not a new fact. An inbound that brings
+    #    clips but no new fact is a duplicate and leaves no inbox row (a replay, or a poll
+    #    answer repeating what is known, must not grow the database).
     known = {row[0] for row in known_rows}
     unlikely = {
         dedupe_key(task.upstream_key, clip_id, kind)
-        for _, inbound, _, _, task in resolved
+        for _, inbound, _, task in resolved
         for kind, clip_id, _ in inbound.clips
     } - likely_keys
     if unlikely:
         rows = await tx.db.rows(sql.events_seen, {"keys": d.values(unlikely)})
         known.update(row[0] for row in rows)
+    inbox_rows: list[dict[str, Any]] = []
     event_rows: list[dict[str, Any]] = []
     delivery_rows: list[dict[str, Any]] = []
-    for index, inbound, route, inbox_id, task in resolved:
+    touched: dict[int, _Task] = {}
+    for index, inbound, route, task in resolved:
+        inbox_id = new_id()
         event_ids: list[str] = []
         count = 0
         for kind, clip_id, clip in inbound.clips:
@@ -281,18 +310,32 @@ async def _ingest(tx: Tx, items: list[tuple[Inbound, Router]]) -> list[IngestRes
                 for name, stage in targets
             )
             count += len(targets)
+        duplicate = not event_ids and bool(inbound.clips)
+        if duplicate:
+            results[index] = IngestResult(duplicate=True, task_ref=task.id)
+            continue
+        touched[id(task)] = task
+        inbox_rows.append(
+            {
+                "id": inbox_id,
+                "webhook_id": inbound.webhook_id,
+                "task_id": inbound.task_id,
+                "source": inbound.source,
+                "event_header": inbound.event_header,
+                "body": inbound.body,
+                "received_at": now,
+                "replay_key": inbound.replay_key,
+                "webhook_key": inbound.webhook_key,
+            }
+        )
         state = _next_state(task.state, [kind for kind, _, _ in inbound.clips])
         if state is not None:
             task.state, task.advanced = state, True
         results[index] = IngestResult(
-            duplicate=not event_ids and bool(inbound.clips),
-            task_ref=task.id,
-            event_ids=tuple(event_ids),
-            deliveries=count,
+            duplicate=False, task_ref=task.id, event_ids=tuple(event_ids), deliveries=count
         )
 
     # 4. Write: one statement per table for the whole batch.
-    touched = list({id(t): t for *_, t in resolved}.values())
     await tx.db.run_many(sql.insert_inbox, inbox_rows)
     await tx.db.run_many(
         sql.insert_task,
@@ -304,19 +347,23 @@ async def _ingest(tx: Tx, items: list[tuple[Inbound, Router]]) -> list[IngestRes
                 "state": t.state,
                 "now": now,
             }
-            for t in touched
+            for t in touched.values()
             if t.new
         ],
     )
     await tx.db.run_many(
         sql.fill_upstream,
-        [{"id": t.id, "upstream_id": t.upstream_id} for t in touched if t.filled and not t.new],
+        [
+            {"id": t.id, "upstream_id": t.upstream_id}
+            for t in touched.values()
+            if t.filled and not t.new
+        ],
     )
     await tx.db.run_many(
         sql.advance_task,
         [
             {"id": t.id, "state": t.state, "now": now, "final": int(t.state in FINAL_TASK_STATES)}
-            for t in touched
+            for t in touched.values()
             if t.advanced and not t.new
         ],
     )

@@ -35,14 +35,28 @@ inbox = sa.Table(
     "inbox",
     metadata,
     sa.Column("id", sa.String(64), primary_key=True),
-    sa.Column("webhook_id", sa.String(256), unique=True, nullable=True),
+    sa.Column("webhook_id", sa.String(256), nullable=True),
     sa.Column("task_id", sa.String(128), nullable=True),
     sa.Column("source", sa.String(16), nullable=False, comment="callback | poll"),
     sa.Column("event_header", sa.String(64), nullable=True),
     sa.Column("body", sa.LargeBinary, nullable=False, comment="the raw bytes as received"),
     sa.Column("received_at", sa.Float, nullable=False),
+    sa.Column(
+        "replay_key",
+        sa.String(64),
+        nullable=True,
+        comment="digest of route, signed timestamp and body",
+    ),
+    sa.Column(
+        "webhook_key",
+        sa.String(64),
+        nullable=True,
+        comment="digest of route, task id and X-Webhook-Id",
+    ),
 )
 sa.Index("ix_inbox_task_id", inbox.c.task_id)
+sa.Index("ux_inbox_replay_key", inbox.c.replay_key, unique=True)
+sa.Index("ux_inbox_webhook_key", inbox.c.webhook_key, unique=True)
 
 events = sa.Table(
     "events",

@@ -22,7 +22,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from receiver.errors import StoreUnavailable
 from receiver.store import migrate
-from receiver.store._connections import PostgresConnection, SqliteConnection, WriteConnection
+from receiver.store._connections import (
+    PostgresConnection,
+    SqliteConnection,
+    WriteConnection,
+    unavailable,
+)
 from receiver.store._dialect import POSTGRES, SQLITE
 from receiver.store._tasks import CREATE_TASK, SET_STATE, SUBMITTED, TaskState, TaskSubmitted
 from receiver.store.base import (
@@ -76,6 +81,9 @@ def _unavailable_as_store_error() -> Iterator[None]:
     except DBAPIError as exc:
         if exc.connection_invalidated:
             raise StoreUnavailable("database connection lost") from exc
+        down = unavailable(exc.orig) if exc.orig is not None else None
+        if down is not None:
+            raise down from exc
         raise
 
 
