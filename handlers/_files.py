@@ -12,53 +12,90 @@ from handlers.base import HandlerContext, HandlerError, SpooledFile
 from receiver.models import Event
 
 __all__ = [
-    "EXTENSIONS",
+    "AUDIO_SUFFIXES",
+    "IMAGE_SUFFIXES",
     "TYPES",
+    "audio_extension",
     "check_template",
-    "extension_of",
     "fetch_cover",
     "template_values",
 ]
 
-TYPES = {  # extension -> content type, for names and for files served without a useful type
-    "mp3": "audio/mpeg", "wav": "audio/wav", "m4a": "audio/mp4", "aac": "audio/aac",
-    "flac": "audio/flac", "ogg": "audio/ogg", "webm": "audio/webm", "mp4": "video/mp4",
-    "png": "image/png", "jpg": "image/jpeg", "webp": "image/webp", "gif": "image/gif",
+TYPES = {  # extension -> content type, for files served without a useful type
+    "mp3": "audio/mpeg", "m4a": "audio/mp4", "mp4": "video/mp4", "aac": "audio/aac",
+    "wav": "audio/wav", "flac": "audio/flac", "ogg": "audio/ogg", "oga": "audio/ogg",
+    "opus": "audio/opus", "webm": "audio/webm",
+    "jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp",
+    "gif": "image/gif",
 }  # fmt: skip
-EXTENSIONS = {v: k for k, v in TYPES.items()} | {
-    "audio/x-wav": "wav", "audio/wave": "wav", "audio/vnd.wave": "wav", "audio/mp3": "mp3",
-    "audio/x-m4a": "m4a", "audio/m4a": "m4a", "audio/x-flac": "flac", "image/jpg": "jpg",
+_AUDIO_TYPES = {
+    "audio/mpeg": "mp3", "audio/mp3": "mp3", "audio/x-mpeg": "mp3", "audio/mpeg3": "mp3",
+    "audio/x-mp3": "mp3", "audio/mp4": "m4a", "audio/x-m4a": "m4a", "audio/m4a": "m4a",
+    "video/mp4": "mp4", "audio/aac": "aac", "audio/x-aac": "aac", "audio/wav": "wav",
+    "audio/x-wav": "wav", "audio/wave": "wav", "audio/vnd.wave": "wav", "audio/flac": "flac",
+    "audio/x-flac": "flac", "audio/ogg": "ogg", "audio/opus": "opus", "audio/webm": "webm",
+    "video/webm": "webm",
 }  # fmt: skip
-"""Content type -> extension."""
+_IMAGE_TYPES = {
+    "image/jpeg": "jpg", "image/jpg": "jpg", "image/png": "png", "image/webp": "webp",
+    "image/gif": "gif",
+}  # fmt: skip
+AUDIO_SUFFIXES = frozenset(
+    {"mp3", "m4a", "mp4", "aac", "wav", "flac", "ogg", "oga", "opus", "webm"}
+)
+"""The only extensions a song is filed under: none is a side file's (.json, .txt) or a cover's."""
+IMAGE_SUFFIXES = frozenset({"jpg", "jpeg", "png", "webp", "gif"})
+"""The only extensions a cover is filed under: raster images, never SVG or HTML (script)."""
+_GENERIC_TYPES = frozenset({"application/octet-stream", "binary/octet-stream"})
 
 
-def extension_of(spooled: SpooledFile, *, default: str) -> str:
-    """From the content type, else the URL's suffix, else `default`."""
-    known = EXTENSIONS.get(spooled.content_type or "")
-    if known:
-        return known
+def _extension(
+    spooled: SpooledFile, types: dict[str, str], allowed: frozenset[str], default: str, what: str
+) -> str:
+    """By the content type when it is a known one of `types`; by the URL's suffix (when one of
+    `allowed`, else `default` if there is none) when the type is generic or missing. Anything
+    else raises a permanent error naming what was refused, so a provider's file can never be
+    named like a side file or as something a browser or shell would run."""
+    media = spooled.content_type
+    if media in types:
+        return types[media]
     suffix = PurePosixPath(urlsplit(spooled.url).path).suffix.lower().lstrip(".")
-    return suffix if suffix.isalnum() and suffix.isascii() and len(suffix) <= 8 else default
+    if media is None or media in _GENERIC_TYPES:
+        if not suffix:
+            return default
+        if suffix in allowed:
+            return suffix
+        refused = f"{media or 'no content type'} at a URL ending .{suffix[:16]}"
+    else:
+        refused = f"content type {media}"
+    raise HandlerError(
+        f"refusing the {what}: {refused} is not one the relay saves "
+        f"(it keeps {what} only as {', '.join(sorted(allowed))})",
+        retryable=False,
+    )
+
+
+def audio_extension(spooled: SpooledFile) -> str:
+    """The song's extension (one of AUDIO_SUFFIXES), or a permanent HandlerError."""
+    return _extension(spooled, _AUDIO_TYPES, AUDIO_SUFFIXES, "mp3", "audio")
 
 
 async def fetch_cover(
-    event: Event, ctx: HandlerContext, audio_ext: str, handler: str
+    event: Event, ctx: HandlerContext, handler: str
 ) -> tuple[SpooledFile, str] | None:
-    """The event's cover and the extension to file it under, or None when there is no cover or
-    its source refuses it for good (the song matters more than its cover); a retryable failure
-    propagates so the delivery is tried again. The extension never equals the audio's, so an
-    odd source cannot make the cover overwrite the song."""
+    """The event's cover and its extension (one of IMAGE_SUFFIXES), or None when there is no
+    cover or it is refused for good (the song matters more than its cover); a retryable
+    failure propagates so the delivery is tried again."""
     if not event.image_url:
         return None
     try:
         image = await ctx.spool.fetch(event.image_url)
+        return image, _extension(image, _IMAGE_TYPES, IMAGE_SUFFIXES, "jpg", "cover")
     except HandlerError as exc:
         if exc.retryable:
             raise
         ctx.log.warning("cover skipped", handler=handler, reason=exc.message)
         return None
-    ext = extension_of(image, default="jpg")
-    return image, f"cover.{ext}" if ext == audio_ext else ext
 
 
 def template_values(event: Event) -> dict[str, str]:

@@ -19,6 +19,7 @@ import string
 import warnings
 from collections.abc import Mapping
 from typing import Any, Literal
+from urllib.parse import quote
 
 import apprise
 from apprise.plugins import N_MGR
@@ -51,7 +52,9 @@ _SONG_LINES = (
     ("Dashboard", "task_url"),
 )
 _FAILURE_LINES = (("Reason", "error"), ("Prompt", "prompt"), ("Dashboard", "task_url"))
-_BROADCAST = re.compile(r"@(?=(?:channel|here|everyone)\b)", re.IGNORECASE)
+_AT = re.compile(r"@(?!\u200d)")
+_OPENER = re.compile(r"<(?=[@#!])")
+_URL_UNSAFE = re.compile(r"[\s<>@]")
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|~#])")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,24}")
 _URL_PIECES = re.compile(r"[/:@?&=#,;+\s]+")
@@ -311,25 +314,41 @@ def _values(
 
 
 def _escape(value: str, fmt: BodyFormat, *, url: bool) -> str:
-    """`value` inert in `fmt`: no markup from the provider, no channel-wide pings."""
+    """`value` inert in `fmt`: no markup from the provider and no mention of anyone."""
+    if url:
+        value = _URL_UNSAFE.sub(lambda found: quote(found[0], safe=""), value)
+        return html.escape(value) if fmt == "html" else value
+    value = _defuse(value)
     if fmt == "html":
-        value = html.escape(value)
-    elif fmt == "markdown" and url:
-        return value.replace(" ", "%20").replace("<", "%3C").replace(">", "%3E")
-    elif fmt == "markdown":
-        value = _MARKDOWN_SPECIAL.sub(r"\\\1", value)
-    return value if url else _BROADCAST.sub("@\u200d", value)
+        return html.escape(value)
+    if fmt == "markdown":
+        return _MARKDOWN_SPECIAL.sub(r"\\\1", value)
+    return value
+
+
+def _defuse(text: str) -> str:
+    """Provider text with every mention broken by an invisible zero-width joiner (U+200D).
+
+    Done before any format escaping, which Apprise undoes when it converts HTML or markdown
+    for a service. Every `@` is defused, not just `@everyone`: Apprise's Discord plugin turns
+    any `@word`, `<@id>` or `<@&role>` in a markdown body into a ping (even mid-word or after a
+    markdown backslash), Slack reads `<@U1>`, Matrix `@room`, Mattermost `@all`, Telegram
+    `@user`; and `<@…>`, `<!here>` (Slack), `<#id>` (channels) lose their opening `<`. Text the
+    operator wrote in a template is not touched, so a configured mention still pings.
+    """
+    return _OPENER.sub("<\u200d", _AT.sub("@\u200d", text))
 
 
 def _links(stored: Mapping[str, str], fmt: BodyFormat) -> str:
     """The stored copies (handler name → URL) as links in `fmt`."""
 
     def link(name: str, url: str) -> str:
+        shown, href = _escape(name, fmt, url=False), _escape(url, fmt, url=True)
         if fmt == "html":
-            return f'<a href="{html.escape(url)}">{html.escape(name)}</a>'
+            return f'<a href="{href}">{shown}</a>'
         if fmt == "markdown":
-            return f"[{_escape(name, fmt, url=False)}](<{_escape(url, fmt, url=True)}>)"
-        return f"{name}: {url}"
+            return f"[{shown}](<{href}>)"
+        return f"{shown}: {href}"
 
     return ", ".join(link(name, url) for name, url in stored.items())
 

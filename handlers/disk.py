@@ -21,7 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from handlers._files import check_template, extension_of, fetch_cover, template_values
+from handlers._files import audio_extension, check_template, fetch_cover, template_values
 from handlers.base import HandlerContext, HandlerError
 from receiver.models import Event
 
@@ -102,13 +102,13 @@ class DiskHandler:
                 f"{event.kind} for clip {event.clip_id} has no audio URL", retryable=False
             )
         audio = await ctx.spool.fetch(event.audio_url)
-        ext = extension_of(audio, default="mp3")
+        ext = audio_extension(audio)
         target = self._target(event, ext)
         stem = target.name[: -len(ext) - 1]
         await asyncio.to_thread(_place, audio.path, target)
 
         cover: Path | None = None
-        found = await fetch_cover(event, ctx, ext, self.name) if self.config.cover else None
+        found = await fetch_cover(event, ctx, self.name) if self.config.cover else None
         if found is not None:
             image, cover_ext = found
             cover = target.with_name(f"{stem}.{cover_ext}")

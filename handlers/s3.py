@@ -24,7 +24,7 @@ from boto3.s3.transfer import TransferConfig  # type: ignore[import-untyped]
 from botocore.config import Config as BotoConfig  # type: ignore[import-untyped]
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from handlers._files import TYPES, check_template, extension_of, fetch_cover, template_values
+from handlers._files import TYPES, audio_extension, check_template, fetch_cover, template_values
 from handlers.base import HandlerContext, HandlerError, SpooledFile
 from receiver.models import Event
 
@@ -156,10 +156,10 @@ class S3Handler:
                 f"{event.kind} for clip {event.clip_id} has no audio URL", retryable=False
             )
         audio = await ctx.spool.fetch(event.audio_url)
-        ext = extension_of(audio, default="mp3")
+        ext = audio_extension(audio)
         key = self._key(event, ext)
         cover: tuple[SpooledFile, str] | None = None
-        found = await fetch_cover(event, ctx, ext, self.name) if self.config.cover else None
+        found = await fetch_cover(event, ctx, self.name) if self.config.cover else None
         if found is not None:
             image, cover_ext = found
             cover = (image, self._key(event, cover_ext))

@@ -5,6 +5,8 @@
 from __future__ import annotations
 
 import collections
+import html
+import re
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -12,6 +14,7 @@ from typing import Any
 
 import pydantic
 import pytest
+from apprise.plugins.discord import NotifyDiscord
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -22,6 +25,14 @@ from handlers.base import Handler, HandlerError
 from receiver.models import Event
 from tests.conftest import MakeContext
 from tests.servers import run_asgi
+
+HOSTILE = "hi <@&123456> @everyone <@!42>"
+"""A clip title that would ping a Discord role, everyone and a user if passed on as it is."""
+MENTION = re.compile(r"<[@#!]|@(?=[\w&!*])")
+"""Raw mention syntax of Discord (`<@id>`, `<@&id>`, `<#id>`), Slack (`<!here>`, `<@U1>`), and
+`@everyone`/`@here`/`@channel`/`@room`/`@all`/`@user` on Discord, Slack, Matrix, Telegram, ..."""
+DISCORD = NotifyDiscord(webhook_id="4174216298", webhook_token="JHMHI8qBe7bk2ZwO5U711o3dV_js")
+"""Apprise's own Discord plugin: its `ping_payload` finds the mentions it would make ping."""
 
 Catcher = tuple[str, dict[str, list[dict[str, Any]]]]
 """A notification catcher's base URL and the JSON bodies it received, by path."""
@@ -222,3 +233,50 @@ def test_bad_options_are_refused_naming_the_problem(options: dict[str, Any], nee
     with pytest.raises(pydantic.ValidationError) as caught:
         AppriseHandler.Config(**{"urls": ["json://ok.example/x"], **options})
     assert needle in str(caught.value)
+
+
+@pytest.mark.parametrize("body_format", ["text", "markdown", "html"])
+async def test_provider_text_cannot_mention_anyone(
+    body_format: str, catcher: Catcher, make_ctx: MakeContext
+) -> None:
+    """Mentions in title, tags, lyrics, reason and links arrive defused in every format: Apprise's
+    Discord plugin finds nothing to ping, no raw mention syntax is left, and the text reads the
+    same once the invisible joiners are removed."""
+    url, path = target(catcher)
+    handler = notifier(
+        url,
+        failure_title="{title}",
+        failure_body="{tags}\n{lyrics}\n{error}\n{audio_url}\n{stored_urls}",
+        body_format=body_format,
+    )
+    event = make_event(
+        "song.failed",
+        error="<@&7> refused @here",
+        title=HOSTILE,
+        tags="<@U024BE7LH> <!channel> @channel",
+        lyrics="<#555> @room @all @someone foo@everyone",
+        audio_url="https://cdn.example/@everyone/<@&9>.mp3",
+    )
+    ctx = make_ctx(results={"bucket": {"url": "s3://songs/@here/<@&8>.mp3"}})
+    await handler.handle(event, ctx)
+    [sent] = catcher[1][path]
+    for text in (sent["title"], sent["message"]):
+        assert ({}, []) == (DISCORD.ping_payload(text), MENTION.findall(text))
+    shown = html.escape(HOSTILE) if body_format == "html" else HOSTILE
+    assert shown == sent["title"].replace("\u200d", "")
+
+
+async def test_mentions_written_in_the_template_still_ping(
+    catcher: Catcher, make_ctx: MakeContext
+) -> None:
+    """A mention the operator wrote in relay.toml is kept; the one in the clip title is not."""
+    url, path = target(catcher)
+    handler = notifier(url, title="<@&999> {title}", body="@here {title}", body_format="text")
+    await handler.handle(make_event(title=HOSTILE), make_ctx())
+    [sent] = catcher[1][path]
+    assert sent["title"].startswith("<@&999> hi <")
+    pinged = DISCORD.ping_payload(sent["message"])["allow_mentions"]
+    assert ([], ["here"], []) == (pinged["roles"], pinged["parse"], pinged["users"])
+    assert {"roles": ["999"], "parse": [], "users": []} == DISCORD.ping_payload(sent["title"])[
+        "allow_mentions"
+    ]

@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from handlers._files import AUDIO_SUFFIXES, IMAGE_SUFFIXES
 from handlers.base import Handler, HandlerError
 from handlers.disk import DiskHandler, safe_name
 from receiver.models import Event
@@ -45,6 +46,11 @@ def media() -> Iterator[tuple[str, collections.Counter[str]]]:
 
         return endpoint
 
+    async def served_as(request: Request) -> Response:
+        """`/as/<name>?type=<content type>` (no type: no Content-Type header) serves the WAV."""
+        hits[request.url.path] += 1
+        return Response(WAV, media_type=request.query_params.get("type"))
+
     app = Starlette(
         routes=[
             Route("/song.wav", serve(WAV, "audio/wav")),
@@ -52,6 +58,7 @@ def media() -> Iterator[tuple[str, collections.Counter[str]]]:
             Route("/noext", serve(WAV, "audio/mpeg")),
             Route("/track.flac", serve(WAV, "application/octet-stream")),
             Route("/gone.png", serve(b"", None, status=404)),
+            Route("/as/{name}", served_as),
         ]
     )
     with run_asgi(app) as url:
@@ -291,6 +298,133 @@ async def test_extension_from_content_type_then_url(
         make_event(audio_url=media[0] + path), make_ctx()
     )
     assert result is not None and result["path"].endswith(f"Night Drive-clip-1.{ext}")
+
+
+async def test_audio_at_a_side_file_suffix_is_refused_and_nothing_is_written(
+    songs: Path,
+    media: tuple[str, collections.Counter[str]],
+    make_ctx: MakeContext,
+    make_event: Callable[..., Event],
+) -> None:
+    """Untyped audio at `.txt`/`.json` once became `<stem>.txt`, then the lyrics overwrote it and
+    the delivery "succeeded"; now it is a permanent error naming the suffix, and no file exists."""
+    for name in ("lyrics.txt", "meta.json"):
+        audio_url = f"{media[0]}/as/{name}?type=application/octet-stream"
+        with pytest.raises(HandlerError) as caught:
+            await disk(songs).handle(make_event(audio_url=audio_url), make_ctx())
+        suffix = name.rsplit(".", 1)[1]
+        assert (False, True) == (caught.value.retryable, f".{suffix}" in caught.value.message)
+        assert "application/octet-stream" in caught.value.message
+        assert not songs.exists()
+
+
+@pytest.mark.parametrize(
+    "audio",
+    ["page.html?type=application/octet-stream", "run.sh", "art.svg?type=binary/octet-stream"],
+)
+async def test_untyped_audio_with_a_non_audio_suffix_is_refused(
+    audio: str,
+    songs: Path,
+    media: tuple[str, collections.Counter[str]],
+    make_ctx: MakeContext,
+    make_event: Callable[..., Event],
+) -> None:
+    """A generic or missing content type lets only an allowed audio suffix name the file."""
+    event = make_event(audio_url=f"{media[0]}/as/{audio}")
+    with pytest.raises(HandlerError) as caught:
+        await disk(songs).handle(event, make_ctx())
+    suffix = audio.split("?")[0].rsplit(".", 1)[1]
+    assert (False, True) == (caught.value.retryable, f".{suffix}" in caught.value.message)
+    assert "mp3" in caught.value.message  # it says what would have been accepted
+    assert not songs.exists()
+
+
+async def test_audio_of_a_non_audio_type_is_refused_whatever_its_suffix(
+    songs: Path,
+    media: tuple[str, collections.Counter[str]],
+    make_ctx: MakeContext,
+    make_event: Callable[..., Event],
+) -> None:
+    """An SVG (a document that can carry script) at `song.mp3` is refused, naming its type."""
+    event = make_event(audio_url=f"{media[0]}/as/song.mp3?type=image/svg%2Bxml")
+    with pytest.raises(HandlerError) as caught:
+        await disk(songs).handle(event, make_ctx())
+    assert (False, True) == (caught.value.retryable, "image/svg+xml" in caught.value.message)
+    assert not songs.exists()
+
+
+async def test_audio_type_names_the_file_whatever_the_url_says(
+    songs: Path,
+    media: tuple[str, collections.Counter[str]],
+    make_ctx: MakeContext,
+    make_event: Callable[..., Event],
+) -> None:
+    """audio/mpeg at a URL ending `.txt` is saved as `.mp3`, and the lyrics keep their own file."""
+    event = make_event(audio_url=f"{media[0]}/as/lyrics.txt?type=audio/mpeg")
+    result = await disk(songs).handle(event, make_ctx())
+    stem = songs / "2024-05-06" / "Night Drive-clip-1"
+    assert result is not None and f"{stem}.mp3" == result["path"]
+    assert (WAV, "la la la") == (Path(f"{stem}.mp3").read_bytes(), Path(f"{stem}.txt").read_text())
+
+
+@pytest.mark.parametrize(
+    "ext", ["mp3", "m4a", "mp4", "aac", "wav", "flac", "ogg", "oga", "opus", "webm"]
+)
+async def test_every_allowed_audio_suffix_is_kept_beside_its_side_files(
+    ext: str,
+    songs: Path,
+    media: tuple[str, collections.Counter[str]],
+    make_ctx: MakeContext,
+    make_event: Callable[..., Event],
+) -> None:
+    """Untyped audio at an allowed suffix keeps it, and never shares a name with a side file."""
+    event = make_event(audio_url=f"{media[0]}/as/song.{ext}?type=application/octet-stream")
+    result = await disk(songs).handle(event, make_ctx())
+    stem = "2024-05-06/Night Drive-clip-1"
+    assert result is not None and result["path"].endswith(f"{stem}.{ext}")
+    assert sorted(f"{stem}.{e}" for e in (ext, "png", "json", "txt")) == listing(songs)
+    assert (WAV, "la la la") == (
+        Path(result["path"]).read_bytes(),
+        (songs / f"{stem}.txt").read_text(),
+    )
+
+
+def test_audio_cover_and_side_file_suffixes_never_meet() -> None:
+    """A song, its cover, its metadata and its lyrics can never be given one name."""
+    side_files = {"json", "txt", "failed.json"}
+    assert (set(), set(), set()) == (
+        AUDIO_SUFFIXES & IMAGE_SUFFIXES,
+        AUDIO_SUFFIXES & side_files,
+        IMAGE_SUFFIXES & side_files,
+    )
+
+
+@pytest.mark.parametrize(
+    ("image", "cover"),
+    [
+        ("art.svg?type=image/svg%2Bxml", None),
+        ("art.svg?type=application/octet-stream", None),
+        ("cover.html?type=application/octet-stream", None),
+        ("cover.txt", None),
+        ("cover.jpeg?type=application/octet-stream", "jpeg"),
+        ("cover?type=image/webp", "webp"),
+    ],
+)
+async def test_cover_gets_only_an_image_suffix(
+    image: str,
+    cover: str | None,
+    songs: Path,
+    media: tuple[str, collections.Counter[str]],
+    make_ctx: MakeContext,
+    make_event: Callable[..., Event],
+) -> None:
+    """A cover that is not a raster image by type or suffix is skipped; the song is still filed."""
+    result = await disk(songs).handle(make_event(image_url=f"{media[0]}/as/{image}"), make_ctx())
+    stem = "2024-05-06/Night Drive-clip-1"
+    assert result is not None and WAV == Path(result["path"]).read_bytes()
+    expected = sorted(f"{stem}.{e}" for e in ("wav", "json", "txt", *([cover] if cover else [])))
+    assert expected == listing(songs)
+    assert (str(songs.resolve() / f"{stem}.{cover}") if cover else None) == result["cover"]
 
 
 async def test_missing_cover_does_not_lose_the_song(

@@ -75,6 +75,8 @@ def media() -> Iterator[Media]:
             Route("/small.wav", serve(SMALL_WAV, "audio/x-wav")),
             Route("/cover.png", serve(PNG, "image/png")),
             Route("/track", serve(SMALL_WAV, "application/octet-stream")),
+            Route("/lyrics.txt", serve(SMALL_WAV, "application/octet-stream")),
+            Route("/art.svg", serve(PNG, "image/svg+xml")),
         ]
     )
     with run_asgi(app) as url:
@@ -225,6 +227,32 @@ async def test_content_type_falls_back_to_the_extension(
     result = await forced.handle(make_event(path="/small.wav"), make_ctx())
     assert result is not None and result["key"].endswith("/clip-1.wav")
     assert "audio/x-custom" == s3.head_object(Bucket=bucket, Key=result["key"])["ContentType"]
+
+
+async def test_untyped_audio_with_a_non_audio_suffix_is_refused_before_any_upload(
+    moto_s3: str, s3: Any, bucket: str, make_ctx: MakeContext, make_event: Callable[..., Event]
+) -> None:
+    """Octet-stream audio at `.txt` is a permanent error naming the suffix; nothing is stored."""
+    with pytest.raises(HandlerError) as caught:
+        await handler(bucket, moto_s3).handle(make_event(path="/lyrics.txt"), make_ctx())
+    assert (False, True) == (caught.value.retryable, ".txt" in caught.value.message)
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
+
+
+async def test_cover_that_is_not_a_raster_image_is_skipped(
+    moto_s3: str,
+    s3: Any,
+    bucket: str,
+    media: Media,
+    make_ctx: MakeContext,
+    make_event: Callable[..., Event],
+) -> None:
+    """An SVG cover is left out (it can carry script); the song is still uploaded."""
+    event = make_event(path="/small.wav", image_url=f"{media[0]}/art.svg")
+    result = await handler(bucket, moto_s3).handle(event, make_ctx())
+    assert result is not None and result["cover_key"] is None
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert ["2024-05-06/task-1/clip-1.wav"] == keys
 
 
 @pytest.mark.parametrize(
