@@ -42,7 +42,8 @@ def openapi_document() -> Schema:
             "description": "Submit AI Music API tasks, receive their signed callbacks "
             "durably, and inspect or replay deliveries. `/api/*` needs "
             "`Authorization: Bearer <RELAY_ADMIN_TOKEN>` (401 without it, and for every "
-            "route while the token is unset); lists are JSON arrays, and `X-Next-Offset` / "
+            "route while the token is unset; 429 after 10 wrong tokens a minute); lists are "
+            "JSON arrays, and `X-Next-Offset` / "
             '`Link: rel="next"` say where the next page starts.',
         },
         "paths": {
@@ -215,7 +216,7 @@ def _admin_op(
         "operationId": operation_id,
         "summary": summary,
         "security": _ADMIN,
-        "responses": {**responses, **_errors(sorted({*errors, 401, 503}))},
+        "responses": {**responses, **_errors(sorted({*errors, 401, 429, 503}))},
     }
     if params:
         operation["parameters"] = params

@@ -333,6 +333,7 @@ async def test_dashboard_queries_on_both_backends(
             platform="producer",
             clips=[("song.completed", "clip-1", {"title": "Night Drive"})],
             task_id="up-1",
+            task_ref="ref-1",  # on the task's own URL: the shared route may not touch it
             webhook_id="w1",
         )
         result = await store.record_inbound(inbound, lambda *_: [])

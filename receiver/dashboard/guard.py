@@ -1,8 +1,9 @@
 """The gate in front of every dashboard page: enabled, signed in, CSRF-checked, bounded.
 
-Without `RELAY_ADMIN_TOKEN` a page is a 404 saying how to enable the dashboard; signed out, a
-303 to the login form (for a POST too: nothing is done); a POST whose CSRF token is missing or
-wrong, a 403. Forms are read with a 64 KiB limit before anything else.
+Without `RELAY_ADMIN_TOKEN` a page is a 404 saying how to enable the dashboard; signed out (or
+signed out elsewhere: the session is checked in the database), a 303 to the login form (for a
+POST too: nothing is done); a POST whose CSRF token is missing or wrong, a 403. Forms are read
+with a 64 KiB limit before anything else. A database that cannot be reached is a 503 page.
 """
 
 from __future__ import annotations
@@ -21,7 +22,15 @@ from receiver.errors import StoreUnavailable
 from receiver.routes._http import BodyTooLarge, read_body
 from receiver.services import Services
 
-__all__ = ["MAX_FORM_BYTES", "Page", "csrf_refused", "message", "page", "read_form"]
+__all__ = [
+    "MAX_FORM_BYTES",
+    "Page",
+    "csrf_refused",
+    "message",
+    "page",
+    "read_form",
+    "store_unavailable",
+]
 
 Page = Callable[[Request, Services, FormData], Awaitable[Response]]
 """A dashboard endpoint: the request, the app's services and the (checked) form."""
@@ -52,24 +61,26 @@ def page(endpoint: Page) -> Callable[[Request], Awaitable[Response]]:
         token = admin_token(services.settings)
         if token is None:
             return render(request, "disabled.html", 404)
-        if not is_logged_in(request, token):
-            back = request.url.path if request.method == "GET" else "/admin"
-            next_page = quote(safe_back(back), safe="/")
-            return RedirectResponse(f"/admin/login?next={next_page}", status_code=303)
         try:
-            form = await read_form(request)
-        except BodyTooLarge:
-            return message(request, 413, "Form too large", "Forms are limited to 64 KiB.")
-        if request.method == "POST" and not csrf_ok(request, form.get("csrf")):
-            return csrf_refused(request)
-        try:
+            if not await is_logged_in(request, token):
+                back = request.url.path if request.method == "GET" else "/admin"
+                next_page = quote(safe_back(back), safe="/")
+                return RedirectResponse(f"/admin/login?next={next_page}", status_code=303)
+            try:
+                form = await read_form(request)
+            except BodyTooLarge:
+                return message(request, 413, "Form too large", "Forms are limited to 64 KiB.")
+            if request.method == "POST" and not csrf_ok(request, form.get("csrf")):
+                return csrf_refused(request)
             return await endpoint(request, services, form)
         except StoreUnavailable:
-            return message(
-                request, 503, "Storage unavailable", "The database cannot be reached; retry."
-            )
+            return store_unavailable(request)
 
     return guarded
+
+
+def store_unavailable(request: Request) -> Response:
+    return message(request, 503, "Storage unavailable", "The database cannot be reached; retry.")
 
 
 def csrf_refused(request: Request) -> Response:

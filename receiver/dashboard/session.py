@@ -1,10 +1,12 @@
 """The dashboard's session: a signed cookie, login state, CSRF tokens, flash messages, headers.
 
 The cookie is Starlette's `SessionMiddleware` (itsdangerous-signed, readable but not forgeable),
-scoped to `/admin`, HttpOnly, SameSite=lax, Secure when the public URL is https, 12 h old at
-most. Its key is derived from `RELAY_SECRET_KEY` for this one purpose, so a leaked session key
-could not sign callback tokens. A session is bound to the admin token by a keyed fingerprint:
-rotating `RELAY_ADMIN_TOKEN` logs everyone out.
+scoped to `/admin`, HttpOnly, SameSite=lax, Secure when the public URL is https. Its key is
+derived from `RELAY_SECRET_KEY` for this one purpose, so a leaked session key could not sign
+callback tokens. A session is bound to the admin token by a keyed fingerprint: rotating
+`RELAY_ADMIN_TOKEN` logs everyone out. It also carries a random session id that the database
+knows (`receiver.store.sessions`): logout revokes it, so a copy of the cookie is refused from
+then on by every process, and a session ends 12 h after sign-in however often it is used.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from receiver.config import Settings
+from receiver.services import Services
+from receiver.store import SqlStore
 
 __all__ = [
     "SESSION_MAX_AGE_S",
@@ -30,6 +34,7 @@ __all__ = [
     "flash",
     "is_logged_in",
     "log_in",
+    "log_out",
     "pop_flash",
     "session_key",
 ]
@@ -114,17 +119,42 @@ def _fingerprint(request: Request, token: str) -> str:
     return hmac.new(key, b"admin-token:" + token.encode(), hashlib.sha256).hexdigest()[:32]
 
 
-def is_logged_in(request: Request, token: str) -> bool:
-    """True when the session was opened with the current admin token."""
+def _store(request: Request) -> SqlStore:
+    services: Services = request.app.state.services
+    return services.store
+
+
+async def is_logged_in(request: Request, token: str) -> bool:
+    """True when the session was opened with the current admin token, and the database says
+    it is still open (not signed out, less than 12 h since sign-in). Raises
+    `StoreUnavailable` when the database cannot say."""
     held = request.session.get("auth")
-    return isinstance(held, str) and hmac.compare_digest(held, _fingerprint(request, token))
+    if not isinstance(held, str) or not hmac.compare_digest(held, _fingerprint(request, token)):
+        return False
+    session_id = request.session.get("sid")
+    if not isinstance(session_id, str) or not session_id:
+        return False  # a cookie from before sessions were stored: sign in again
+    return await _store(request).sessions.is_open(session_id, SESSION_MAX_AGE_S)
 
 
-def log_in(request: Request, token: str) -> None:
-    """A fresh session (no fixation: nothing from before login survives) with a new CSRF token."""
+async def log_in(request: Request, token: str) -> None:
+    """A fresh session (no fixation: nothing from before login survives) with a new CSRF token,
+    recorded in the database before the cookie is sent."""
+    session_id = secrets.token_urlsafe(32)
+    await _store(request).sessions.open(session_id, SESSION_MAX_AGE_S)
     request.session.clear()
     request.session["auth"] = _fingerprint(request, token)
+    request.session["sid"] = session_id
     request.session["csrf"] = secrets.token_urlsafe(32)
+
+
+async def log_out(request: Request) -> None:
+    """End this session for good: revoked in the database (every copy of the cookie with it),
+    then cleared from this browser."""
+    session_id = request.session.get("sid")
+    if isinstance(session_id, str) and session_id:
+        await _store(request).sessions.revoke(session_id)
+    request.session.clear()
 
 
 def csrf_token(request: Request) -> str:

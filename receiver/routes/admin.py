@@ -16,9 +16,10 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from receiver.auth_limit import client_address, limiter_for, retry_after_s
 from receiver.config import Settings
 from receiver.dashboard import forms, views
-from receiver.dashboard.guard import csrf_refused, message, page, read_form
+from receiver.dashboard.guard import csrf_refused, message, page, read_form, store_unavailable
 from receiver.dashboard.pages import STATIC, redactor_for, render
 from receiver.dashboard.session import (
     AdminMiddleware,
@@ -27,8 +28,9 @@ from receiver.dashboard.session import (
     flash,
     is_logged_in,
     log_in,
+    log_out,
 )
-from receiver.errors import UpstreamError
+from receiver.errors import StoreUnavailable, UpstreamError
 from receiver.routes._http import BodyTooLarge
 from receiver.routes._params import DELIVERY_STATES
 from receiver.services import Services
@@ -48,34 +50,67 @@ async def login(request: Request) -> Response:
     """The login form. Its CSRF token is a *pre-session* one: the GET stores a random token
     in the (signed) session cookie and in the form, and the POST must echo it. SameSite alone
     would not protect this POST, since there is no session cookie yet for the browser to
-    withhold; a cross-site page cannot read the token, so it cannot log a browser in."""
+    withhold; a cross-site page cannot read the token, so it cannot log a browser in.
+
+    Wrong tokens are counted per client address together with the `/api` bearer checks; past
+    the limit the form answers 429 with `Retry-After` before it looks at the token
+    (`receiver.auth_limit`)."""
     services: Services = request.app.state.services
     token = admin_token(services.settings)
     if token is None:
         return render(request, "disabled.html", 404)
+    try:
+        return await _login(request, token)
+    except StoreUnavailable:
+        return store_unavailable(request)
+
+
+async def _login(request: Request, token: str) -> Response:
     next_page = forms.safe_back(request.query_params.get("next"))
     if request.method == "GET":
-        if is_logged_in(request, token):
+        if await is_logged_in(request, token):
             return RedirectResponse(next_page, status_code=303)
         return render(request, "login.html", next=next_page, error=None)
     try:
         form = await read_form(request)
     except BodyTooLarge:
         return message(request, 413, "Form too large", "Forms are limited to 64 KiB.")
+    next_page = forms.safe_back(form.get("next"))
+    limiter = limiter_for(request.app)
+    address = client_address(request)
+    wait = limiter.blocked_for(address)
+    if wait is not None:
+        return _too_many(request, next_page, retry_after_s(wait))
     if not csrf_ok(request, form.get("csrf")):
         return csrf_refused(request)
     presented = str(form.get("token", "")).strip()
-    next_page = forms.safe_back(form.get("next"))
     if not hmac.compare_digest(presented.encode(), token.encode()):
+        limiter.failed(address)
         return render(
             request, "login.html", 401, next=next_page, error="That is not the admin token."
         )
-    log_in(request, token)
+    limiter.succeeded(address)
+    await log_in(request, token)
     return RedirectResponse(next_page, status_code=303)
 
 
+def _too_many(request: Request, next_page: str, seconds: int) -> Response:
+    """429 on the login form, before the token is looked at (`receiver.auth_limit`)."""
+    answer = render(
+        request,
+        "login.html",
+        429,
+        next=next_page,
+        error=f"Too many failed sign-ins from your address. Try again in {seconds} s.",
+    )
+    answer.headers["Retry-After"] = str(seconds)
+    return answer
+
+
 async def logout(request: Request, services: Services, form: FormData) -> Response:
-    request.session.clear()
+    """Ends the session for good: its id is revoked in the database, so a copy of the cookie
+    is refused too, by every process."""
+    await log_out(request)
     flash(request, "ok", "Signed out.")
     return RedirectResponse("/admin/login", status_code=303)
 

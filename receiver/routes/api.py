@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from receiver.auth_limit import client_address, limiter_for, retry_after_s
 from receiver.errors import (
     InsufficientCredits,
     RateLimited,
@@ -53,14 +54,33 @@ _UPSTREAM_STATUS: list[tuple[type[UpstreamError], int, str]] = [
 
 
 def admin(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
-    """Check the bearer token, then call `endpoint`; store outages become 503."""
+    """Check the bearer token, then call `endpoint`; store outages become 503.
+
+    An address with too many failed attempts gets 429 `too_many_attempts` with `Retry-After`
+    before its token is looked at (`receiver.auth_limit`); a request without an
+    `Authorization` header is no attempt and is never counted."""
 
     async def guarded(request: Request) -> Response:
         services: Services = request.app.state.services
         token = services.settings.relay_admin_token
-        refused = require_admin(request, token.get_secret_value() if token else None)
+        expected = token.get_secret_value() if token else None
+        limiter = limiter_for(request.app)
+        address = client_address(request)
+        wait = limiter.blocked_for(address) if expected else None
+        if wait is not None:
+            seconds = retry_after_s(wait)
+            return error(
+                429,
+                "too_many_attempts",
+                f"too many wrong admin tokens from your address; retry in {seconds} s",
+                {"Retry-After": str(seconds)},
+            )
+        refused = require_admin(request, expected)
         if refused is not None:
+            if expected and "authorization" in request.headers:
+                limiter.failed(address)
             return refused
+        limiter.succeeded(address)
         try:
             _params.check_path(request.path_params)
             return await endpoint(request, services)

@@ -8,6 +8,7 @@ from typing import Any, Literal, Protocol
 
 from receiver.models import Event, EventKind
 from receiver.store.queries import Queries
+from receiver.store.sessions import AdminSessions
 
 __all__ = [
     "Claim",
@@ -213,3 +214,6 @@ class Store(Protocol):
 
     reads: Queries
     """The operator surface's reads (API, dashboard, CLI), with typed rows."""
+
+    sessions: AdminSessions
+    """Dashboard sessions: opened at sign-in, checked on every page, revoked at logout."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-__all__ = ["attempts", "deliveries", "events", "inbox", "metadata", "tasks"]
+__all__ = ["admin_sessions", "attempts", "deliveries", "events", "inbox", "metadata", "tasks"]
 
 metadata = sa.MetaData()
 
@@ -121,3 +121,12 @@ attempts = sa.Table(
     sa.Column("blame", sa.String(16), nullable=True),
 )
 sa.Index("ix_attempts_delivery_id", attempts.c.delivery_id)
+
+admin_sessions = sa.Table(
+    "admin_sessions",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True, comment="SHA-256 of the cookie's session id"),
+    sa.Column("opened_at", sa.Float, nullable=False),
+    sa.Column("revoked_at", sa.Float, nullable=True, comment="set by logout; null: open"),
+)
+sa.Index("ix_admin_sessions_opened_at", admin_sessions.c.opened_at)

@@ -59,6 +59,7 @@ from receiver.store.outbox import (
 )
 from receiver.store.polls import CLAIM_POLLS, NEXT_POLL, POLL_DONE, PollClaim, PollDone
 from receiver.store.queries import Queries
+from receiver.store.sessions import AdminSessions
 from receiver.store.writer import WriteKind, Writer
 
 __all__ = ["SqlStore"]
@@ -113,6 +114,8 @@ class SqlStore:
         """PostgreSQL only: wakes this process when another one commits due work."""
         self.reads = Queries(self._read)
         """The API's, dashboard's and CLI's reads, with typed rows, on their own connections."""
+        self.sessions = AdminSessions(self._submit, self._read)
+        """Dashboard sessions, so a logout ends a session in every process."""
 
     async def _connect(self) -> WriteConnection:
         if self.is_postgres:
