@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import string
+import unicodedata
 from collections.abc import Collection
 from datetime import UTC
 from pathlib import PurePosixPath
@@ -18,6 +20,7 @@ __all__ = [
     "audio_extension",
     "check_template",
     "fetch_cover",
+    "slugify",
     "template_values",
 ]
 
@@ -47,6 +50,21 @@ AUDIO_SUFFIXES = frozenset(
 IMAGE_SUFFIXES = frozenset({"jpg", "jpeg", "png", "webp", "gif"})
 """The only extensions a cover is filed under: raster images, never SVG or HTML (script)."""
 _GENERIC_TYPES = frozenset({"application/octet-stream", "binary/octet-stream"})
+_SLUG_LETTERS = str.maketrans(
+    {
+        "ß": "ss",
+        "æ": "ae",
+        "œ": "oe",
+        "ø": "o",
+        "đ": "d",
+        "ð": "d",
+        "ł": "l",
+        "þ": "th",
+        "\u0131": "i",
+    }
+)  # Latin letters that NFKD leaves whole: spelled out rather than dropped
+_NOT_SLUG = re.compile(r"[^a-z0-9]+")
+_MAX_SLUG = 80
 
 
 def _extension(
@@ -98,11 +116,21 @@ async def fetch_cover(
         return None
 
 
+def slugify(text: str) -> str:
+    """`text` as a name no shell needs quoted: ASCII letters and digits, lowercase, one dash
+    between words, accents folded (`Café Noir` → `cafe-noir`); nothing left is `untitled`."""
+    folded = unicodedata.normalize("NFKD", text.lower()).translate(_SLUG_LETTERS)
+    ascii_only = folded.encode("ascii", "ignore").decode()
+    slug = _NOT_SLUG.sub("-", ascii_only).strip("-")[:_MAX_SLUG].rstrip("-")
+    return slug or "untitled"
+
+
 def template_values(event: Event) -> dict[str, str]:
     """The event's values a name template may use (not yet sanitised)."""
     return {
         "date": event.received_at.astimezone(UTC).date().isoformat(),
         "title": event.title,
+        "slug": slugify(event.title),
         "clip_id": event.clip_id,
         "task_id": event.task_id,
         "platform": event.platform,

@@ -28,6 +28,7 @@ from apprise.utils.parse import parse_urls
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from handlers.base import HandlerContext, HandlerError
+from receiver.alerts import BLAME_MEANING, DEAD_KIND, DeadNotice
 from receiver.models import Event
 
 __all__ = ["TEMPLATE_FIELDS", "AppriseHandler"]
@@ -52,6 +53,7 @@ _SONG_LINES = (
     ("Dashboard", "task_url"),
 )
 _FAILURE_LINES = (("Reason", "error"), ("Prompt", "prompt"), ("Dashboard", "task_url"))
+_DEAD_LINES = (("Error", "error"), ("Blame", "blame"), ("Event", "event"), ("Replay", "task_url"))
 _AT = re.compile(r"@(?!\u200d)")
 _OPENER = re.compile(r"<(?=[@#!])")
 _URL_UNSAFE = re.compile(r"[\s<>@]")
@@ -112,19 +114,11 @@ class AppriseHandler:
 
     async def handle(self, event: Event, ctx: HandlerContext) -> dict[str, Any]:
         """Notify every URL not yet told about this delivery; fail retryably if one refuses."""
-        if event.kind not in _NOTIFY_KINDS:
+        message = self._message(event, ctx)
+        if message is None:
             return {"skipped": event.kind}
-        config = self.config
-        failure = event.kind in _FAILURE_KINDS
-        fmt = config.body_format
-        lines = _FAILURE_LINES if failure else _SONG_LINES
-        body_template = (config.failure_body if failure else config.body) or _default_body(
-            fmt, lines
-        )
-        title = _render(
-            config.failure_title if failure else config.title, _values(event, ctx, "title", fmt)
-        )
-        body = _render(body_template, _values(event, ctx, "body", fmt)) or title
+        title, body = message
+        fmt = self.config.body_format
 
         targets = self._built()
         sent = self._sent.setdefault(ctx.delivery_id, set())
@@ -151,6 +145,24 @@ class AppriseHandler:
             )
         self._sent.pop(ctx.delivery_id, None)
         return {"notified": len(targets)}
+
+    def _message(self, event: Event, ctx: HandlerContext) -> tuple[str, str] | None:
+        """(title, body) for `event` from the templates, the built-in alert for a dead letter,
+        or None for a kind this handler does not tell."""
+        config, fmt = self.config, self.config.body_format
+        if event.kind == DEAD_KIND:
+            return _dead(DeadNotice.of(event), fmt)
+        if event.kind not in _NOTIFY_KINDS:
+            return None
+        failure = event.kind in _FAILURE_KINDS
+        lines = _FAILURE_LINES if failure else _SONG_LINES
+        body_template = (config.failure_body if failure else config.body) or _default_body(
+            fmt, lines
+        )
+        title = _render(
+            config.failure_title if failure else config.title, _values(event, ctx, "title", fmt)
+        )
+        return title, _render(body_template, _values(event, ctx, "body", fmt)) or title
 
     def _built(self) -> list[_Target]:
         """One Apprise object per URL, made on first use."""
@@ -311,6 +323,27 @@ def _values(
     stored = {name: str(r["url"]) for name, r in ctx.results.items() if r and r.get("url")}
     values["stored_urls"] = _links(stored, text_fmt)
     return values
+
+
+def _dead(notice: DeadNotice, fmt: BodyFormat) -> tuple[str, str]:
+    """The built-in alert for a dead letter: who gave up on which song, why, whom to blame
+    and where to replay it (not templated: the song templates' fields do not fit it)."""
+    text_fmt = "text" if fmt == "markdown" else fmt  # the title is plain text, as above
+    tries = f" {notice.tries}" if notice.tries else ""
+    title = _escape(
+        f"⚠️ {notice.handler}: the {notice.action} of “{notice.title}” failed{tries}",
+        text_fmt,
+        url=False,
+    )
+    meaning = BLAME_MEANING.get(notice.blame)
+    raw = {
+        "error": notice.error,
+        "blame": f"{notice.blame} — {meaning}" if meaning else notice.blame,
+        "event": f"{notice.event_kind} of clip {notice.clip_id} (task {notice.task_id})",
+        "task_url": notice.dashboard_url or "",
+    }
+    values = {key: _escape(value, fmt, url=key in _URL_FIELDS) for key, value in raw.items()}
+    return title, _render(_default_body(fmt, _DEAD_LINES), values) or title
 
 
 def _escape(value: str, fmt: BodyFormat, *, url: bool) -> str:

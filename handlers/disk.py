@@ -27,8 +27,8 @@ from receiver.models import Event
 
 __all__ = ["DiskHandler", "safe_name"]
 
-TEMPLATE_FIELDS = frozenset({"date", "title", "clip_id", "task_id", "platform", "ext"})
-"""The names a template may use."""
+TEMPLATE_FIELDS = frozenset({"date", "title", "slug", "clip_id", "task_id", "platform", "ext"})
+"""The names a template may use (`slug`: the title as ASCII lowercase words joined by dashes)."""
 
 _SONG_KINDS = frozenset({"song.completed", "song.streaming"})
 _FAILURE_KINDS = frozenset({"song.failed", "task.timed_out"})
@@ -71,7 +71,7 @@ class DiskHandler:
         model_config = ConfigDict(extra="forbid")
 
         path: str = "songs"
-        template: str = "{date}/{title}-{clip_id}.{ext}"
+        template: str = "{date}/{slug}-{clip_id}.{ext}"  # no name a shell must quote
         cover: bool = True
         metadata: bool = True
         lyrics: bool = True
@@ -94,7 +94,7 @@ class DiskHandler:
         if event.kind in _FAILURE_KINDS:
             failed = self._target(event, "failed.json")
             await asyncio.to_thread(_write_json, failed, self._failure(event))
-            return {"path": None, "cover": None, "metadata": str(failed)}
+            return {"path": None, "cover": None, "metadata": str(failed), "lyrics": None}
         if event.kind not in _SONG_KINDS:
             return None
         if not event.audio_url:
@@ -114,19 +114,27 @@ class DiskHandler:
             cover = target.with_name(f"{stem}.{cover_ext}")
             await asyncio.to_thread(_place, image.path, cover)
 
+        lyrics_file: Path | None = None
         lyrics = event.clip.get("lyrics")
         if self.config.lyrics and isinstance(lyrics, str) and lyrics.strip():
-            await asyncio.to_thread(_write_text, target.with_name(f"{stem}.txt"), lyrics)
+            lyrics_file = target.with_name(f"{stem}.txt")
+            await asyncio.to_thread(_write_text, lyrics_file, lyrics)
 
         metadata: Path | None = None
         if self.config.metadata:
             metadata = target.with_name(f"{stem}.json")
-            details = self._metadata(event, audio=target.name, cover=cover.name if cover else None)
+            details = self._metadata(
+                event,
+                audio=target.name,
+                cover=cover.name if cover else None,
+                lyrics=lyrics_file.name if lyrics_file else None,
+            )
             await asyncio.to_thread(_write_json, metadata, details)
         return {
             "path": str(target),
             "cover": str(cover) if cover else None,
             "metadata": str(metadata) if metadata else None,
+            "lyrics": str(lyrics_file) if lyrics_file else None,  # every file written is named
         }
 
     def _target(self, event: Event, ext: str) -> Path:
@@ -147,7 +155,9 @@ class DiskHandler:
             )
         return target
 
-    def _metadata(self, event: Event, *, audio: str, cover: str | None) -> dict[str, Any]:
+    def _metadata(
+        self, event: Event, *, audio: str, cover: str | None, lyrics: str | None
+    ) -> dict[str, Any]:
         clip = event.clip
         return {
             "event_id": event.id,
@@ -163,7 +173,7 @@ class DiskHandler:
             "received_at": event.received_at.isoformat(),
             "audio_url": _without_query(event.audio_url),
             "image_url": _without_query(event.image_url),
-            "files": {"audio": audio, "cover": cover},
+            "files": {"audio": audio, "cover": cover, "lyrics": lyrics},
         }
 
     def _failure(self, event: Event) -> dict[str, Any]:

@@ -7,6 +7,7 @@ heavy dependency costs nothing, and a broken one fails with its name attached.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from importlib.metadata import entry_points
 from typing import Any
@@ -61,9 +62,11 @@ class HandlerRegistry:
         target = self._targets.get(type_name)
         if target is None:
             if ":" not in type_name:
-                known = ", ".join(self._targets) or "none"
+                known = ", ".join(sorted(self._targets)) or "none"
+                close = difflib.get_close_matches(type_name.lower(), self._targets, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise ConfigError(
-                    f"unknown handler type {type_name!r}; installed types: {known}; "
+                    f"unknown handler type {type_name!r}{hint}; installed types: {known}; "
                     "or give 'package.module:Class'"
                 )
             target = type_name

@@ -23,6 +23,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from handlers.base import HandlerContext, HandlerError
+from receiver.alerts import BLAME_MEANING, DEAD_KIND, DeadNotice
 from receiver.models import Event
 
 __all__ = ["SlackHandler", "escape"]
@@ -39,6 +40,7 @@ _TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
 _WEBHOOK = "incoming webhook"
 _QUIET = {"unfurl_links": False, "unfurl_media": False}  # the blocks already show the song
 _PLACEHOLDERS = frozenset({"task.submitted", "song.streaming"})
+_OWN_MESSAGE = frozenset({"task.submitted", DEAD_KIND})
 
 
 def escape(text: str) -> str:
@@ -143,8 +145,9 @@ class SlackHandler:
 
     async def _bot(self, event: Event, message: _Message, ctx: HandlerContext) -> dict[str, Any]:
         """Edit the replayed or "generating…" message (per `on_done`), else reply or post."""
+        # An alert goes to the channel itself, never into (or over) a song's thread.
         earlier = ctx.previous_result or (
-            {} if event.kind == "task.submitted" else ctx.task_results.get(self.name) or {}
+            {} if event.kind in _OWN_MESSAGE else ctx.task_results.get(self.name) or {}
         )
         channel, ts, thread = earlier.get("channel"), earlier.get("ts"), earlier.get("thread_ts")
         edit = ctx.previous_result is not None or (
@@ -258,6 +261,8 @@ class SlackHandler:
             blocks = [_header(headline), _section(f"{mention}*Reason:* {_fit(reason, 2000)}")]
             blocks += [_section(dashboard)] if dashboard else []
             return _Message(_fit(f"{mention}{headline}: {reason}", 3000), blocks)
+        if event.kind == DEAD_KIND:
+            return _dead(DeadNotice.of(event), mention)
         if event.kind != "song.completed":
             return None
         clip = event.clip
@@ -292,6 +297,32 @@ class SlackHandler:
             return ""
         more = "\n>…" if len(sung) > len(shown) else ""
         return _fit("\n".join(f">{escape(line)}" for line in shown), 2900) + more
+
+
+def _dead(notice: DeadNotice, mention: str) -> _Message:
+    """The alert for a dead letter: who gave up on which song, why, and where to replay it."""
+    name = _fit(escape(" ".join(notice.title.split())), 140)
+    handler = escape(notice.handler)
+    error = _fit(escape(" ".join(notice.error.split())), 1500)
+    blame = escape(notice.blame)
+    tries = f" {notice.tries}" if notice.tries else ""
+    headline = f"⚠️ {handler}: the {notice.action} of “{name}” failed{tries}"
+    replay = _link(notice.dashboard_url, "dashboard")
+    facts = [
+        f"*Handler:* {handler}"
+        + (f" ({escape(notice.handler_type)})" if notice.handler_type else ""),
+        f"*Event:* {escape(notice.event_kind)} of clip {escape(notice.clip_id)}"
+        f" (task {escape(notice.task_id)})",
+        f"*Error:* {error}",
+        f"*Blame:* {blame}"
+        + (f" — {BLAME_MEANING[notice.blame]}" if notice.blame in BLAME_MEANING else ""),
+    ]
+    blocks = [_header(f"⚠️ {notice.action} failed: {name}"), _section(mention + "\n".join(facts))]
+    blocks += [_section(f"Replay it from the {replay}")] if replay else []
+    text = f"{mention}{headline}: {error} (blame: {blame})" + (
+        f" — replay: {replay}" if replay else ""
+    )
+    return _Message(_fit(text, 3000), blocks)
 
 
 def _refused(what: str, status: int, code: Any, headers: Any) -> _Refused:

@@ -1,10 +1,10 @@
 """Where a download may go: only to public addresses, and to the very address that was checked.
 
 Audio URLs come from a third party, so each hop of a download is resolved once and refused if
-any of its addresses is not globally routable (loopback, private, link-local, metadata service,
-and those same addresses inside IPv6 wrappers). The request is then sent to the checked
-address, so a DNS server that answers differently at connect time (DNS rebinding) cannot steer
-it elsewhere.
+any of its addresses is not globally routable (loopback, private, shared, link-local, site-local,
+metadata service, and those same addresses inside IPv6 wrappers). The request is then sent to
+the checked address, so a DNS server that answers differently at connect time (DNS rebinding)
+cannot steer it elsewhere.
 """
 
 from __future__ import annotations
@@ -85,15 +85,28 @@ def pinned_request(
 
 
 def is_public(address: IPAddress) -> bool:
-    """True only for globally routable unicast addresses, looking inside IPv6 wrappers."""
+    """True only for globally routable unicast addresses, looking inside IPv6 wrappers.
+
+    The base is `ipaddress`'s `is_global`: the IANA special-purpose registries as this Python
+    knows them (100.64.0.0/10 shared address space is not global, rightly). On top of it, what
+    Python 3.11's `is_global` still lets through: multicast, reserved ranges, and fec0::/10
+    site-local (deprecated by RFC 3879, so absent from the registry, yet still routed inside
+    some networks). The other predicates are implied by `is_global` today and kept so that a
+    later Python's registry changes cannot open a hole.
+
+    An IPv4-mapped address (::ffff:a.b.c.d) is judged as the IPv4 address it is; a 6to4
+    address is refused when the IPv4 address inside it is not public. NAT64 (64:ff9b::/96) and
+    IPv4-compatible addresses lie in the reserved ::/8 and are refused whatever they embed; the
+    NAT64 look inside stays as a second line.
+    """
     if isinstance(address, ipaddress.IPv6Address):
-        embedded = address.ipv4_mapped or address.sixtofour
+        if address.ipv4_mapped is not None:
+            return is_public(address.ipv4_mapped)
+        embedded = address.sixtofour
         if embedded is None and address in _NAT64:
             embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-        if embedded is not None and not is_public(embedded):
+        if address.is_site_local or (embedded is not None and not is_public(embedded)):
             return False
-        if address.ipv4_mapped is not None:
-            return True
     return address.is_global and not (
         address.is_multicast
         or address.is_private

@@ -1,7 +1,8 @@
 """Dry runs of each configured handler's credentials, for `aimusic-relay doctor`.
 
 A dry run proves the destination would accept us without leaving a trace a person sees:
-Slack's `auth.test` for a bot token, `HeadBucket` for S3, a temporary file for disk. Where the
+Slack's `auth.test` for a bot token, `HeadBucket` for S3, the directory's permissions for disk
+(not a temporary file: doctor changes nothing, not even a directory's mtime). Where the
 only real test would notify someone (a Slack incoming webhook, Apprise, a forward target),
 the check stops at the URL's form and says so.
 """
@@ -13,7 +14,6 @@ import dataclasses
 import logging
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -208,15 +208,10 @@ def _disk(name: str, config: Any) -> Check:
         if os.access(existing, os.W_OK | os.X_OK):
             return _check(name, "ok", f"{target} will be created (parent {existing} writable)")
         return _check(name, "fail", f"cannot create {target}: {existing} is not writable")
-    try:
-        with tempfile.NamedTemporaryFile(dir=target, prefix=".doctor-"):
-            pass
-    except OSError as exc:
+    # access(2) also answers EROFS for a read-only mount.
+    if not os.access(target, os.W_OK | os.X_OK):
         return _check(
-            name,
-            "fail",
-            f"{target} is not writable: {exc.strerror}",
-            "fix the permissions, or change `path`",
+            name, "fail", f"{target} is not writable", "fix the permissions, or change `path`"
         )
     return _check(name, "ok", f"{target} is writable")
 

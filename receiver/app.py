@@ -8,6 +8,7 @@ import gc
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 
 from receiver.config import Settings
@@ -16,8 +17,9 @@ from receiver.logging import get_logger
 from receiver.middleware import RequestLogMiddleware
 from receiver.poller import Poller
 from receiver.routes import admin, api, health, metrics, webhooks
-from receiver.routes._http import BodyTimeout, body_timeout_answer
+from receiver.routes._http import BodyTimeout, body_timeout_answer, http_exception_answer
 from receiver.services import Services, build_services
+from receiver.spool import STALE_AFTER_S, sweep_stale
 
 __all__ = ["create_app", "freeze_startup_heap", "start_background"]
 
@@ -28,6 +30,7 @@ log = get_logger("aimusic_relay.app")
 async def start_background(services: Services) -> AsyncIterator[Dispatcher]:
     """Run the dispatcher and the poller for the lifetime of the block; on exit, stop the
     poller and let in-flight deliveries finish."""
+    await _sweep_spool(services.settings)
     dispatcher = Dispatcher(
         services.store,
         services.handlers,
@@ -102,7 +105,30 @@ def create_app(settings: Settings, *, run_dispatcher: bool | None = None) -> Sta
         routes=[*webhooks.routes, *api.routes, *health.routes, *metrics.routes, *admin.routes],
         middleware=[Middleware(RequestLogMiddleware), admin.middleware(settings)],
         lifespan=lifespan,
-        exception_handlers={BodyTimeout: body_timeout_answer},
+        exception_handlers={
+            BodyTimeout: body_timeout_answer,
+            HTTPException: http_exception_answer,  # `/api` refusals as JSON
+        },
     )
     app.state.services = services
     return app
+
+
+async def _sweep_spool(settings: Settings) -> None:
+    """Remove spool folders a crashed process left behind (idle for `STALE_AFTER_S`) before
+    this process (a `worker`, or `serve` with its dispatcher in-process) starts downloading;
+    one log line says what went."""
+    root = settings.relay_spool_dir
+    swept = await asyncio.to_thread(sweep_stale, root)
+    log.info(
+        "spool swept",
+        root=str(root),
+        count=len(swept.removed),
+        removed=list(swept.removed[:50]),
+        freed_bytes=swept.freed_bytes,
+        older_than_s=STALE_AFTER_S,
+    )
+    if swept.failed:
+        log.warning(
+            "spool folders could not be removed", root=str(root), failed=list(swept.failed[:50])
+        )

@@ -15,6 +15,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from receiver import __version__
 from receiver.config import Settings, load_settings
@@ -39,8 +40,28 @@ out = Console()
 
 
 def _fail(message: str, code: int) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    """Print `error: <message>` (the message verbatim: it may quote user input or a literal
+    `[[handlers]]`, which Rich would otherwise swallow as markup); the caller raises it."""
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
+
+
+def _exit_code(exc: RelayError) -> int:
+    """2 when the user must change the input (a setting, a name that does not exist), else 1."""
+    from receiver.submit import SubmitRefused  # here, not at the top: it pulls in the store
+
+    return 2 if isinstance(exc, ConfigError | SubmitRefused) else 1
+
+
+def _api_key(settings: Settings) -> str:
+    """The key, or exit 2 before anything is stored or sent: a missing one is configuration."""
+    if settings.aimusic_api_key is None:
+        raise _fail(
+            "AIMUSIC_API_KEY is not set: get a key from your AI Music API dashboard and "
+            "export it (nothing was sent)",
+            2,
+        )
+    return settings.aimusic_api_key.get_secret_value()
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -56,10 +77,8 @@ def _settings(**overrides: Any) -> Settings:
 def _run(coroutine_factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
     try:
         return asyncio.run(coroutine_factory())
-    except ConfigError as exc:
-        raise _fail(str(exc), 2) from None
     except RelayError as exc:
-        raise _fail(str(exc), 1) from None
+        raise _fail(str(exc), _exit_code(exc)) from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
 
@@ -83,6 +102,7 @@ def serve(
         application,
         host=host,
         port=settings.port,
+        http="receiver.http_protocol:HeaderLimitsProtocol",  # header deadline and size cap
         log_config=None,
         access_log=False,
         proxy_headers=True,
@@ -153,7 +173,10 @@ def submit(
     wait: Annotated[
         bool, typer.Option("--wait", help="Show progress until the song is delivered.")
     ] = False,
-    timeout: Annotated[float, typer.Option(help="Give up waiting after this many seconds.")] = 900,
+    timeout: Annotated[
+        float,
+        typer.Option(help="Give up waiting after this many seconds (exit 3; the task goes on)."),
+    ] = 900,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
     family: Annotated[
         str, typer.Option(help="producer, or sonic (two songs per task, Suno-backed).")
@@ -167,9 +190,13 @@ def submit(
     from receiver.progress import submit_and_wait
 
     settings = _settings()
+    _api_key(settings)
     params: dict[str, Any] = {"sound": prompt}
     if lyrics is not None:
-        params["lyrics"] = lyrics.read_text(encoding="utf-8")
+        try:
+            params["lyrics"] = lyrics.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise _fail(f"--lyrics {lyrics}: cannot read it as UTF-8 text ({exc})", 2) from None
     if title is not None:
         params["title"] = title
     if instrumental:
@@ -221,7 +248,7 @@ def credits(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")]
     from receiver.upstream import UpstreamClient
 
     settings = _settings()
-    key = settings.aimusic_api_key.get_secret_value() if settings.aimusic_api_key else None
+    key = _api_key(settings)
 
     async def fetch() -> dict[str, float]:
         async with UpstreamClient(settings.aimusic_base_url, key) as client:
@@ -244,8 +271,10 @@ def lyrics(
     """Write lyrics with the provider (producer lyrics-create or sonic lyrics)."""
     from receiver.upstream import UpstreamClient
 
+    if family not in ("producer", "sonic", "nuro"):  # nuro: the provider's own "retired"
+        raise _fail(f"--family {family!r}: use producer or sonic", 2)
     settings = _settings()
-    key = settings.aimusic_api_key.get_secret_value() if settings.aimusic_api_key else None
+    key = _api_key(settings)
 
     async def write() -> list[dict[str, Any]]:
         async with UpstreamClient(settings.aimusic_base_url, key) as client:

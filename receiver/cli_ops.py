@@ -74,6 +74,15 @@ def _emit_json(value: Any) -> None:
     print(json.dumps(render.plain(value), indent=2, ensure_ascii=False))
 
 
+def _show(sheet: render.Sheet) -> None:
+    """A table fitted to the terminal for a person; off a terminal, tab-separated lines under
+    a header, never wrapped at 80 columns (rich's width when it cannot ask a terminal)."""
+    if out.is_terminal:
+        out.print(sheet.table(out.width), crop=False)
+    else:
+        sys.stdout.write(sheet.tsv())
+
+
 @app.command()
 def tasks(
     state: Annotated[
@@ -97,7 +106,7 @@ def tasks(
     elif not rows:
         err.print("no tasks" + (f" in state {state}" if state else ""))
     else:
-        out.print(render.tasks_table(rows))
+        _show(render.tasks_sheet(rows, terminal=out.is_terminal))
 
 
 @app.command()
@@ -125,7 +134,7 @@ def events(
         elif not rows:
             err.print("no events yet")
         else:
-            out.print(render.events_table(rows))
+            _show(render.events_sheet(rows, terminal=out.is_terminal))
         return
 
     def show(row: EventRow) -> None:
@@ -206,7 +215,7 @@ def dead_letters(
     elif not rows:
         err.print("no dead letters" + (f" for handler {handler}" if handler else ""))
     else:
-        out.print(render.dead_letters_table(rows))
+        _show(render.dead_letters_sheet(rows, terminal=out.is_terminal))
         err.print(
             "replay one: `aimusic-relay replay DELIVERY_ID`; all: `aimusic-relay replay --dead`"
         )

@@ -21,7 +21,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from receiver.errors import ConfigError
 
-__all__ = ["Settings", "is_public_https", "load_settings"]
+__all__ = ["LOG_LEVELS", "Settings", "is_public_https", "load_settings", "secret_key_path"]
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+"""What `RELAY_LOG_LEVEL` takes (the stdlib's levels; any other word would crash start-up)."""
 
 _SECRET_FIELDS = frozenset(
     {"aimusic_api_key", "aimusic_webhook_secret", "relay_secret_key", "relay_admin_token"}
@@ -72,9 +75,16 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:
-        if not value.startswith(("sqlite:", "postgres://", "postgresql:", "postgresql+")):
-            raise ValueError("must start with sqlite:/// or postgresql://")
+        _check_database_url(value)
         return value
+
+    @field_validator("relay_log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.strip().lower()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"use one of {', '.join(LOG_LEVELS)}")
+        return level
 
     @property
     def public_url(self) -> str:
@@ -152,8 +162,46 @@ def _is_private_host(host: str) -> bool:
     return not address.is_global
 
 
-def load_settings(env: dict[str, str] | None = None) -> Settings:
-    """Read and check the environment; fill a SQLite secret key if none is set."""
+_SQLITE_PATHS = (
+    "(relative to the working directory; sqlite:////var/lib/relay/relay.db for an absolute path)"
+)
+_SQLITE_FORM = f"sqlite:///path/to/relay.db {_SQLITE_PATHS}"
+_POSTGRES_FORM = "postgresql://user:password@host:5432/dbname"
+
+
+def _check_database_url(url: str) -> None:
+    """Refuse a DATABASE_URL no store can open, saying which form it should take.
+
+    Checked with the other settings, not when the store opens, because the SQLite path also
+    says where the secret key file lives: `sqlite://relay.db` used to crash deriving it."""
+    scheme, _, rest = url.partition(":")
+    if scheme == "sqlite":
+        if rest.startswith("//") and not rest.startswith("///") and rest[2:]:
+            raise ValueError(
+                f"two slashes make {rest[2:]!r} a host, not a file: write "
+                f"sqlite:///{rest[2:]} {_SQLITE_PATHS}"
+            )
+        if not rest.startswith("///"):
+            raise ValueError(f"a SQLite URL has three slashes before the path: {_SQLITE_FORM}")
+        path = rest[3:]
+        if path in ("", ":memory:") or path.endswith("/") or Path(path).name in ("", ".", ".."):
+            raise ValueError(f"names no database file: write it as {_SQLITE_FORM}")
+        return
+    if scheme in ("postgres", "postgresql") or scheme.startswith("postgresql+"):
+        parts = urlsplit(url)
+        if not rest.startswith("//") or not (
+            parts.hostname or parts.path.strip("/") or "host=" in parts.query
+        ):
+            raise ValueError(f"names no server or database: write it as {_POSTGRES_FORM}")
+        return
+    raise ValueError(f"use sqlite:///path/to/relay.db or {_POSTGRES_FORM}")
+
+
+def load_settings(env: dict[str, str] | None = None, *, read_only: bool = False) -> Settings:
+    """Read and check the environment; fill a SQLite secret key if none is set.
+
+    `read_only` (for `doctor`, which must change nothing): an existing key file is read, but
+    none is created; without one `relay_secret_key` stays None."""
     try:
         settings = Settings(**_from_env(env)) if env is not None else Settings()
     except ValidationError as exc:
@@ -165,9 +213,16 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
                 "signs and verifies alike; generate one with "
                 "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
             )
-        key = _stored_secret_key(settings.sqlite_path)
-        settings = settings.model_copy(update={"relay_secret_key": SecretStr(key)})
+        key = _stored_secret_key(secret_key_path(settings), create=not read_only)
+        if key is not None:
+            settings = settings.model_copy(update={"relay_secret_key": SecretStr(key)})
     return settings
+
+
+def secret_key_path(settings: Settings) -> Path:
+    """Where a SQLite deployment keeps its generated key: beside the database file."""
+    db_path = settings.sqlite_path
+    return db_path.with_name(db_path.name + ".secret")
 
 
 def _from_env(env: dict[str, str]) -> dict[str, Any]:
@@ -189,20 +244,36 @@ def _describe_env_errors(exc: ValidationError, env: dict[str, str] | None) -> st
             shown = "(hidden)"
         else:
             shown = repr(_URL_PASSWORD.sub(r"\1(hidden)@", value))
-        lines.append(f"{key}={shown} (from the environment): {error['msg']}")
+        message = error["msg"].removeprefix("Value error, ")  # pydantic's, not news to anyone
+        lines.append(f"{key}={shown} (from the environment): {message}")
     return "; ".join(lines)
 
 
-def _stored_secret_key(db_path: Path) -> str:
-    """A key generated once and kept beside the SQLite file, so restarts verify old tokens."""
-    key_path = db_path.with_name(db_path.name + ".secret")
-    if key_path.exists():
-        return key_path.read_text().strip()
-    key_path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(32)
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(key + "\n")
+def _stored_secret_key(key_path: Path, *, create: bool = True) -> str | None:
+    """A key generated once and kept beside the SQLite file, so restarts verify old tokens;
+    None when there is none yet and `create` is off."""
+    unset = "or set RELAY_SECRET_KEY"
+    try:
+        if key_path.exists():
+            key = key_path.read_text().strip()
+            if not key:
+                raise ConfigError(
+                    f"{key_path} (the generated RELAY_SECRET_KEY) is empty: delete it to have "
+                    f"a new one made (callback URLs already handed out stop verifying), {unset}"
+                )
+            return key
+        if not create:
+            return None
+        key_path.parent.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(32)
+        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(key + "\n")
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot keep the generated RELAY_SECRET_KEY in {key_path}: {exc.strerror}; "
+            f"fix DATABASE_URL's directory, {unset}"
+        ) from None
     return key
 
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import secrets
+import shlex
 import socket
 import tempfile
 import time
@@ -63,7 +65,8 @@ async def run_demo(directory: Path | None, prompt: str, *, callbacks: bool = Tru
     root = (directory or Path(tempfile.mkdtemp(prefix="aimusic-demo-"))).resolve()
     root.mkdir(parents=True, exist_ok=True)
     config = root / "relay.toml"
-    config.write_text(f'[[handlers]]\nname = "disk"\ntype = "disk"\npath = "{root / "songs"}"\n')
+    songs = json.dumps(str(root / "songs"), ensure_ascii=False)  # a TOML string, escaped
+    config.write_text(f'[[handlers]]\nname = "disk"\ntype = "disk"\npath = {songs}\n')
     sandbox_port, relay_port = _free_port(), _free_port()
     admin_token = secrets.token_urlsafe(24)
     settings = Settings(
@@ -81,7 +84,7 @@ async def run_demo(directory: Path | None, prompt: str, *, callbacks: bool = Tru
         relay_poll_max_interval_s=1.0,
         port=relay_port,
     )
-    console.print(f"demo directory: {root}")
+    console.print(f"demo directory: {shlex.quote(str(root))}", markup=False, soft_wrap=True)
     sandbox = create_sandbox_app(SandboxOptions(delay_s=1.5))
     async with (
         _serving(sandbox, sandbox_port) as sandbox_url,
@@ -111,8 +114,8 @@ async def run_demo(directory: Path | None, prompt: str, *, callbacks: bool = Tru
             return 1
         detail = await _raw_detail(settings, task["id"])
     _print_report(console, detail, t0, t_created)
-    for path in delivered_paths(task):
-        console.print(f"  {path}", highlight=False, soft_wrap=True)
+    for path in delivered_paths(task):  # every file written, ready to paste into a shell
+        console.print(f"  {shlex.quote(path)}", markup=False, highlight=False, soft_wrap=True)
     return 0
 
 

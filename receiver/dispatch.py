@@ -26,6 +26,7 @@ from typing import Any, Literal
 import httpx
 
 from handlers.base import HandlerContext, HandlerError
+from receiver.alerts import DeadNotice
 from receiver.config import is_public_https
 from receiver.errors import StoreUnavailable
 from receiver.logging import get_logger
@@ -33,7 +34,7 @@ from receiver.metrics import Metrics
 from receiver.pacing import Pacer
 from receiver.routing import ConfiguredHandler, HandlerSet
 from receiver.spool import DownloadPolicy, Spool
-from receiver.store import Claim, Finish, Store
+from receiver.store import Claim, DeadAlert, Finish, Store
 
 __all__ = ["Dispatcher", "wait_any"]
 
@@ -207,7 +208,8 @@ class Dispatcher:
             bound.exception("dispatcher error")
 
     async def _record(self, claim: Claim, outcome: _Outcome) -> None:
-        """Write the attempt's outcome; the last delivery of an event removes its spool."""
+        """Write the attempt's outcome (a dead letter with its `delivery.dead` alert); the
+        last delivery of an event removes its spool."""
         finished = await self.store.finish(
             Finish(
                 claim.delivery_id,
@@ -218,6 +220,7 @@ class Dispatcher:
                 outcome.blame,
                 outcome.retry_at,
                 outcome.result,
+                self._dead_alert(claim, outcome) if outcome.state == "dead" else None,
             )
         )
         if not finished.recorded:
@@ -230,6 +233,25 @@ class Dispatcher:
             spool = Spool(self.spool_root, claim.event.id, self.http, self.download_policy)
             if spool.exists():
                 await asyncio.to_thread(spool.cleanup)
+
+    def _dead_alert(self, claim: Claim, outcome: _Outcome) -> DeadAlert | None:
+        """The alert for this dead letter, or None when no handler takes it."""
+        event = claim.event
+        targets = self.handlers.route_dead(event.kind, claim.handler, event.platform, event.labels)
+        if not targets:
+            return None
+        configured = self.handlers.get(claim.handler)
+        notice = DeadNotice.for_death(
+            event,
+            handler=claim.handler,
+            handler_type=configured.spec.type if configured is not None else "",
+            delivery_id=claim.delivery_id,
+            error=outcome.error or "unknown error",
+            blame=outcome.blame or "relay",
+            attempts=claim.attempt,
+            public_url=self.public_url,
+        )
+        return DeadAlert(event, notice.as_clip(), tuple(targets))
 
     async def _run_handler(
         self, claim: Claim, configured: ConfiguredHandler, bound: Any

@@ -10,16 +10,19 @@ printed, even inside an error message from a library.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
+import sqlite3
 from collections.abc import Callable
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 
 from handlers.registry import HandlerRegistry
 from receiver._doctor_checks import Check, check_handler, handler_secrets
-from receiver.config import Settings, is_public_https, load_settings
+from receiver.config import Settings, is_public_https, load_settings, secret_key_path
 from receiver.errors import ConfigError, StoreUnavailable, Unauthorized, UpstreamError
 from receiver.routing import HandlerSet, load_handler_set
 from receiver.store import SqlStore
@@ -36,7 +39,7 @@ async def run_doctor(progress: Callable[[str], None] | None = None) -> list[Chec
     """Run every check against the environment of this process; never raises for a finding."""
     tell = progress or (lambda _name: None)
     try:
-        settings = load_settings()
+        settings = load_settings(read_only=True)  # doctor looks; it never writes a key file
     except ConfigError as exc:
         failed = Check("settings", "fail", str(exc), "fix the environment variable named above")
         return [redact(failed, _environment_secrets())]
@@ -97,9 +100,10 @@ def _settings_check(settings: Settings) -> Check:
 
 
 async def _store_check(settings: Settings) -> Check:
-    upgrade = "run `aimusic-relay db upgrade` (the Procfile's release step)"
     if settings.is_sqlite and not settings.sqlite_path.is_file():
-        return Check("database", "fail", f"no SQLite file at {settings.sqlite_path}", upgrade)
+        return _missing_sqlite_check(settings.sqlite_path)
+    if settings.is_sqlite:
+        return _revision_check(*await asyncio.to_thread(_sqlite_revision, settings.sqlite_path))
     store = SqlStore(settings.database_url, migrate_on_open=False, pool_size=1)
     try:
         revision = await store.ping()
@@ -114,12 +118,63 @@ async def _store_check(settings: Settings) -> Check:
         return Check("database", "fail", f"{type(exc).__name__}: {exc}", "check DATABASE_URL")
     finally:
         await store.close()
+    return _revision_check(revision)
+
+
+def _revision_check(revision: str | None, error: str | None = None) -> Check:
+    upgrade = "run `aimusic-relay db upgrade` (the Procfile's release step)"
+    if error is not None:
+        return Check("database", "fail", error, "check DATABASE_URL")
     head = head_revision()
     if revision is None:
         return Check("database", "fail", "reachable, but it has no relay schema", upgrade)
     if revision != head:
         return Check("database", "fail", f"schema {revision}, this code needs {head}", upgrade)
     return Check("database", "ok", f"reachable; schema at head ({head})")
+
+
+def _sqlite_revision(path: Path) -> tuple[str | None, str | None]:
+    """(schema revision, None), or (None, what is wrong), read through a read-only connection:
+    the store's own would switch the journal mode, leave -wal/-shm files and checkpoint, and
+    doctor must change nothing."""
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=5)
+        ) as connection:
+            try:
+                row = connection.execute("SELECT version_num FROM alembic_version").fetchone()
+            except sqlite3.OperationalError as exc:
+                if "no such table" not in str(exc):
+                    raise
+                return None, None  # a SQLite file, but not migrated
+    except sqlite3.Error as exc:
+        return None, f"cannot read {path}: {exc}"
+    return (str(row[0]) if row else None), None
+
+
+def _missing_sqlite_check(path: Path) -> Check:
+    """No SQLite file yet is how every deployment starts (`serve` creates and migrates it):
+    a warning, unless `serve` could not create it either."""
+    target = path.absolute()
+    if target.exists():
+        return Check("database", "fail", f"{target} is not a file", "point DATABASE_URL at a file")
+    existing = target.parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        return Check(
+            "database",
+            "fail",
+            f"no SQLite file at {target}, and it cannot be created there "
+            f"({existing} is {'not a directory' if not existing.is_dir() else 'not writable'})",
+            "point DATABASE_URL at a writable directory",
+        )
+    return Check(
+        "database",
+        "warn",
+        f"no SQLite file at {target} yet",
+        "`aimusic-relay serve` creates it on start (or run `aimusic-relay db upgrade` first)",
+    )
 
 
 async def _upstream_check(settings: Settings) -> Check:
@@ -236,14 +291,13 @@ def _secret_checks(settings: Settings) -> list[Check]:
     if os.environ.get("RELAY_SECRET_KEY"):
         checks.append(Check("RELAY_SECRET_KEY", "ok", "set"))
     else:
-        key_file = settings.sqlite_path.with_name(settings.sqlite_path.name + ".secret")
-        checks.append(
-            Check(
-                "RELAY_SECRET_KEY",
-                "ok",
-                f"generated and kept in {key_file} (fine for one machine with a lasting disk)",
-            )
-        )
+        key_file = secret_key_path(settings)
+        lasting = "fine for one machine with a lasting disk"
+        if settings.relay_secret_key is not None:
+            detail = f"generated and kept in {key_file} ({lasting})"
+        else:
+            detail = f"not set: will be generated into {key_file} by the first `serve` ({lasting})"
+        checks.append(Check("RELAY_SECRET_KEY", "ok", detail))
     return checks
 
 

@@ -100,6 +100,11 @@ def configure_logging(
     root.setLevel(level.upper())
     for noisy in ("httpx", "httpcore", "aiosqlite", "sqlalchemy.engine", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Apprise logs its own complaint about a URL (validating relay.toml, or a failed send) before
+    # ours, and may quote parts of the URL, where tokens live. The apprise handler reads those
+    # lines from Apprise's own capture (a handler on this logger, which still gets them) and
+    # reports them scrubbed; they must not reach our output unscrubbed.
+    logging.getLogger("apprise").propagate = False
     # Our request log replaces uvicorn's access log (which would print callback tokens).
     logging.getLogger("uvicorn.access").disabled = True
 

@@ -37,9 +37,15 @@ FAMILIES: tuple[Family, ...] = ("producer", "sonic", "nuro")
 """Every family name `UpstreamClient.create` and `UpstreamClient.task` accept."""
 
 EventKind = Literal[
-    "task.submitted", "song.streaming", "song.completed", "song.failed", "task.timed_out"
+    "task.submitted",
+    "song.streaming",
+    "song.completed",
+    "song.failed",
+    "task.timed_out",
+    "delivery.dead",
 ]
-"""What happened to one clip (or, for `task.*` and clip-less failures, to the whole task)."""
+"""What happened to one clip (or, for `task.*` and clip-less failures, to the whole task);
+`delivery.dead` is the relay's own: a delivery of the clip's event was dead-lettered."""
 
 FINAL_KINDS: frozenset[str] = frozenset({"song.completed", "song.failed", "task.timed_out"})
 """Kinds after which the clip will not change any more."""

@@ -19,7 +19,7 @@ from receiver.models import FAMILIES, CallbackBody, Credits, EventKind
 from receiver.routes._params import DELIVERY_STATES, MAX_LIMIT, MAX_OFFSET, TASK_STATES
 from receiver.submit import SubmitRequest
 
-__all__ = ["openapi_document"]
+__all__ = ["openapi_document", "query_parameters"]
 
 Schema = dict[str, Any]
 
@@ -44,7 +44,10 @@ def openapi_document() -> Schema:
             "`Authorization: Bearer <RELAY_ADMIN_TOKEN>` (401 without it, and for every "
             "route while the token is unset; 429 after 10 wrong tokens a minute); lists are "
             "JSON arrays, and `X-Next-Offset` / "
-            '`Link: rel="next"` say where the next page starts.',
+            '`Link: rel="next"` say where the next page starts. Every `/api` refusal is '
+            '`{"error", "detail"}` JSON: 400 for a query parameter an operation does not list '
+            "or a handler name that is not configured, 404 `not_found` for a path that is no "
+            "route, 405 `method_not_allowed` (with `Allow`) for a method it does not serve.",
         },
         "paths": {
             "/api/tasks": {
@@ -124,7 +127,10 @@ def openapi_document() -> Schema:
                 "get": _public_op(
                     "openapi",
                     "This document (no token needed).",
-                    {"200": _json("OpenAPI 3.1.", {"type": "object"})},
+                    {
+                        "200": _json("OpenAPI 3.1.", {"type": "object"}),
+                        **_errors([400]),
+                    },
                 )
             },
             "/webhooks/aimusic": {"post": _webhook(callback_body, token=False)},
@@ -166,6 +172,18 @@ def openapi_document() -> Schema:
                 }
             },
         },
+    }
+
+
+def query_parameters() -> dict[tuple[str, str], frozenset[str]]:
+    """(path, method) → the query parameters the document gives that operation. The API
+    refuses any other with a 400, so what is documented and what is accepted are one list."""
+    return {
+        (path, method): frozenset(
+            p["name"] for p in operation.get("parameters", ()) if p["in"] == "query"
+        )
+        for path, operations in openapi_document()["paths"].items()
+        for method, operation in operations.items()
     }
 
 
@@ -216,7 +234,8 @@ def _admin_op(
         "operationId": operation_id,
         "summary": summary,
         "security": _ADMIN,
-        "responses": {**responses, **_errors(sorted({*errors, 401, 429, 503}))},
+        # 400 everywhere: any operation refuses a query parameter it does not document.
+        "responses": {**responses, **_errors(sorted({*errors, 400, 401, 429, 503}))},
     }
     if params:
         operation["parameters"] = params

@@ -7,6 +7,7 @@ import random
 import re
 import tomllib
 from collections.abc import Iterator, Mapping, Sequence
+from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from handlers.base import Handler
 from handlers.registry import HandlerRegistry
+from receiver.alerts import DEAD_KIND
 from receiver.config import interpolate
 from receiver.errors import ConfigError
 from receiver.models import EventKind
@@ -102,6 +104,22 @@ class HandlerSet:
             if h.matches(kind, platform, labels) and (only is None or h.name in only)
         ]
 
+    def route_dead(
+        self, kind: str, handler: str, platform: str, labels: Mapping[str, str]
+    ) -> list[tuple[str, int]]:
+        """Who hears that `handler`'s delivery of a `kind` event was dead-lettered: every
+        handler taking `delivery.dead` (its platform and label filters apply; a task's own
+        handler choice does not, an alert is for the operator), except `handler` itself, which
+        would most likely fail again. Nobody when the dead delivery was itself such an alert,
+        so alerts never loop."""
+        if kind == DEAD_KIND:
+            return []
+        return [
+            (name, stage)
+            for name, stage in self.route(DEAD_KIND, platform, labels)
+            if name != handler
+        ]
+
 
 def load_handler_set(
     path: Path | None, registry: HandlerRegistry, env: dict[str, str] | None = None
@@ -120,9 +138,7 @@ def load_handler_set(
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     unknown = sorted(set(document) - {"handlers"})
     if unknown:
-        raise ConfigError(
-            f"{path}: unknown top-level key(s) {', '.join(unknown)}; only [[handlers]]"
-        )
+        raise ConfigError(_unknown_top_level(path, text, unknown[0]))
     entries = document.get("handlers", [])
     if not isinstance(entries, list) or not entries:
         raise ConfigError(f"{path}: no [[handlers]] entries; add at least one")
@@ -149,7 +165,11 @@ def _build(
             raise ConfigError(
                 f"{where}: handler name {spec.name!r} is used twice; names are unique"
             )
-        handler_class = registry.resolve(spec.type)
+        try:
+            handler_class = registry.resolve(spec.type)
+        except ConfigError as exc:  # give it the file:line and handler every other error has
+            where = _where(source, text, index, "type")
+            raise ConfigError(f"{where}: {label} key 'type': {exc}") from None
         try:
             config = handler_class.Config(**spec.options())
         except ValidationError as exc:
@@ -179,8 +199,20 @@ def _describe(exc: ValidationError, source: str, text: str, index: int, label: s
     for error in exc.errors():
         key = ".".join(str(part) for part in error["loc"]) or "?"
         where = _where(source, text, index, key.split(".")[0])
-        problems.append(f"{where}: {label} key {key!r}: {error['msg']}")
+        message = error["msg"].removeprefix("Value error, ")  # pydantic's prefix says nothing
+        problems.append(f"{where}: {label} key {key!r}: {message}")
     return "; ".join(problems)
+
+
+def _unknown_top_level(path: Path, text: str, key: str) -> str:
+    """`file:line: unknown top-level key 'handler' (did you mean [[handlers]]?) …`: the line
+    of its table header (`[[key]]`, `[key]`) or assignment (`key = …`), the first found."""
+    pattern = re.compile(rf"\s*(\[\[?\s*{re.escape(key)}\s*[.\]]|{re.escape(key)}\s*[.=])")
+    lines = text.splitlines()
+    line_no = next((n + 1 for n, line in enumerate(lines) if pattern.match(line)), None)
+    where = f"{path}:{line_no}" if line_no else str(path)
+    hint = " (did you mean [[handlers]]?)" if get_close_matches(key, ["handlers"]) else ""
+    return f"{where}: unknown top-level key {key!r}{hint}; relay.toml holds only [[handlers]]"
 
 
 def _where(source: str, text: str, index: int, key: str) -> str:

@@ -7,6 +7,8 @@ and refused when the host resolves to an address that is not globally routable (
 The finished file lives at `root/<event id>/<sha256(url)[:16]><ext>` next to a `.meta.json`
 sidecar; the sidecar is written last, so its presence means the file is complete and any later
 call (another handler, a retry, another process) reuses it instead of downloading again.
+An event's folder is removed when its last delivery finishes; `sweep_stale` removes those a
+crash left behind.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import os
 import re
 import secrets
 import shutil
+import time
 import weakref
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
@@ -32,12 +35,18 @@ from handlers.base import HandlerError, SpooledFile
 from receiver._address_guard import checked_address, invalid, pinned_request, where
 from receiver.retry_after import parse_retry_after
 
-__all__ = ["DownloadPolicy", "Spool"]
+__all__ = ["STALE_AFTER_S", "DownloadPolicy", "Spool", "SpoolSweep", "sweep_stale"]
 
 _ALLOWED_TYPES = frozenset({"application/octet-stream", "binary/octet-stream"})
 _ALLOWED_FAMILIES = ("audio/", "image/", "video/")
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _WRITE_BUFFER = 1024 * 1024
+_FOLDER_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,80}")
+_FILE_NAME = re.compile(r"\.?[0-9a-f]{16}(\.[a-z0-9]{1,8})?(\.meta\.json)?(\.[0-9a-f]{12}\.part)?")
+
+STALE_AFTER_S = 24 * 3600.0
+"""A spool folder untouched this long is an orphan: far above one delivery's life (a download
+is cut off at 300 s, a handler at its timeout, 120 s by default) and the default retry span."""
 
 # A Spool serves one event, and the dispatcher may build one per delivery, so the lock that
 # makes concurrent fetches of one URL download once must be shared by every Spool in the
@@ -182,6 +191,68 @@ class Spool:
         found = SpooledFile(url=url, path=target, size=size, content_type=_media_type(response))
         _store_meta(target, found)
         return found
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SpoolSweep:
+    """What `sweep_stale` did: folders removed (event ids), their bytes, and failures."""
+
+    removed: tuple[str, ...] = ()
+    freed_bytes: int = 0
+    failed: tuple[str, ...] = ()
+
+
+def sweep_stale(root: Path, older_than_s: float = STALE_AFTER_S) -> SpoolSweep:
+    """Remove event folders under `root` that nothing has written for `older_than_s`: a kill -9
+    mid-download leaves a folder whose event may settle elsewhere, so nothing else removes it.
+
+    Beside other live workers sharing `root` this is safe by age, not by lock files or pids (a
+    pid means nothing across containers sharing a volume, and a lock would have to be held by
+    the dispatcher for each delivery). A folder's age is that of its newest entry: a download
+    in flight has created or written its `.part` file within its limit (300 s), and a handler
+    reads a finished file within its timeout, so a day's idleness means no one is using it;
+    a delivery that does come back after that downloads again. Only folders shaped like the
+    spool's own (a name `Spool` makes, holding only files named like its downloads, sidecars
+    and parts) are touched, so a mistaken RELAY_SPOOL_DIR such as a home directory loses
+    nothing. Blocking: run it in a thread.
+    """
+    removed: list[str] = []
+    failed: list[str] = []
+    freed = 0
+    cutoff = time.time() - older_than_s
+    try:
+        with os.scandir(root) as found:
+            entries = list(found)
+    except OSError:
+        return SpoolSweep()
+    for entry in entries:
+        try:
+            sizes = _spool_folder(entry, cutoff)
+            if sizes is None:
+                continue
+            shutil.rmtree(entry.path)
+        except OSError:
+            failed.append(entry.name)
+            continue
+        removed.append(entry.name)
+        freed += sum(sizes)
+    return SpoolSweep(tuple(sorted(removed)), freed, tuple(sorted(failed)))
+
+
+def _spool_folder(entry: os.DirEntry[str], cutoff: float) -> list[int] | None:
+    """The file sizes of `entry` if it is a spool folder last written before `cutoff`."""
+    if not (entry.is_dir(follow_symlinks=False) and _FOLDER_NAME.fullmatch(entry.name)):
+        return None
+    newest = entry.stat(follow_symlinks=False).st_mtime
+    sizes = []
+    with os.scandir(entry.path) as children:
+        for child in children:
+            if not (child.is_file(follow_symlinks=False) and _FILE_NAME.fullmatch(child.name)):
+                return None
+            info = child.stat(follow_symlinks=False)
+            newest = max(newest, info.st_mtime)
+            sizes.append(info.st_size)
+    return sizes if newest < cutoff else None
 
 
 def _check_response(response: httpx.Response, url: str, max_bytes: int) -> None:

@@ -43,7 +43,8 @@ class SubmitRequest(BaseModel):
 
 
 class SubmitRefused(RelayError):
-    """The request names something that does not exist (e.g. a handler)."""
+    """The request cannot be sent as asked (an unknown handler, a title sonic would drop);
+    nothing was created or charged."""
 
 
 def sonic_params(params: dict[str, Any]) -> dict[str, Any]:
@@ -59,6 +60,21 @@ def sonic_params(params: dict[str, Any]) -> dict[str, Any]:
     params.setdefault("custom_mode", bool(params.get("prompt")))
     params.setdefault("mv", SONIC_DEFAULT_MODEL)
     return params
+
+
+def _refuse_dropped_title(params: dict[str, Any]) -> None:
+    """Sonic keeps a `title` only in custom mode (your lyrics in `prompt`); in description mode
+    it writes the words and names the song itself, dropping ours without a word. Refused
+    before anything is sent, so no credits go on a song under a title nobody asked for and the
+    `task.submitted` event never names a title the songs will not have."""
+    if not params.get("title") or params.get("custom_mode"):
+        return
+    if params.get("task_type") == "concat_music":  # joins existing clips; the title is kept
+        return
+    raise SubmitRefused(
+        "title: sonic keeps a title only with your own lyrics (custom mode); without them it "
+        "names the song itself. Add lyrics (--lyrics FILE, or params.lyrics), or drop the title"
+    )
 
 
 async def _create(
@@ -109,6 +125,7 @@ async def submit(services: Services, request: SubmitRequest) -> TaskRow:
     params.setdefault("task_type", "create_music")
     if request.family == "sonic":
         params = sonic_params(params)
+        _refuse_dropped_title(params)
     stored_params = dict(params)
     callbacks = services.settings.callbacks_enabled
     if callbacks:

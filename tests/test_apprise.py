@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import html
 import re
 import uuid
@@ -22,6 +23,7 @@ from starlette.routing import Route
 
 from handlers.apprise import AppriseHandler
 from handlers.base import Handler, HandlerError
+from receiver.alerts import DeadNotice
 from receiver.models import Event
 from tests.conftest import MakeContext
 from tests.servers import run_asgi
@@ -280,3 +282,50 @@ async def test_mentions_written_in_the_template_still_ping(
     assert {"roles": ["999"], "parse": [], "users": []} == DISCORD.ping_payload(sent["title"])[
         "allow_mentions"
     ]
+
+
+def dead_event(title: str = "Rainy Office", error: str = "AccessDenied") -> Event:
+    """A `delivery.dead` alert: the S3 handler `bucket` gave up on clip-1's song."""
+    about = make_event(title=title)
+    notice = DeadNotice.for_death(
+        dataclasses.replace(about, task_ref="t1"),
+        handler="bucket",
+        handler_type="s3",
+        delivery_id="d-9",
+        error=error,
+        blame="destination",
+        attempts=1,
+        public_url="https://relay.example",
+    )
+    return dataclasses.replace(about, kind="delivery.dead", clip=notice.as_clip(), error=error)
+
+
+async def test_dead_letter_alert_names_handler_song_error_blame_and_replay_link(
+    catcher: Catcher, make_ctx: MakeContext
+) -> None:
+    """A dead letter is told with its own built-in message, whatever the song templates say."""
+    url, path = target(catcher)
+    handler = notifier(url, failure_title="{title} broke", failure_body="{error}")
+    await handler.handle(dead_event(), make_ctx())
+    [sent] = catcher[1][path]
+    assert "⚠️ bucket: the S3 upload of “Rainy Office” failed after 1 attempt" == sent["title"]
+    assert (
+        "Error: AccessDenied\n"
+        "Blame: destination — the destination refused it\n"
+        "Event: song.completed of clip clip-1 (task task-1)\n"
+        "Replay: <https://relay.example/admin/tasks/t1>"
+    ) == sent["message"]
+
+
+@pytest.mark.parametrize("body_format", ["text", "markdown", "html"])
+async def test_dead_letter_alert_cannot_mention_anyone(
+    body_format: str, catcher: Catcher, make_ctx: MakeContext
+) -> None:
+    """A hostile title or error in an alert arrives defused in every format."""
+    url, path = target(catcher)
+    handler = notifier(url, body_format=body_format)
+    await handler.handle(dead_event(title=HOSTILE, error="<@&7> refused @here"), make_ctx())
+    [sent] = catcher[1][path]
+    for text in (sent["title"], sent["message"]):
+        assert ({}, []) == (DISCORD.ping_payload(text), MENTION.findall(text))
+    assert "refused" in sent["message"]

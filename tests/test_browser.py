@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -179,3 +181,95 @@ def test_operator_walks_through_the_dashboard(
     page.screenshot(path=str(ARTIFACTS / "dashboard-submitted.png"), full_page=True)
     context.close()
     assert problems == [], problems  # no CSP violation, no broken resource, no script error
+
+
+def _expected_overview(relay: Relay) -> dict[str, Any]:
+    """What the overview should draw, computed from the relay's database directly."""
+    with sqlite3.connect(relay.db_path) as conn:
+        per_day = dict(
+            conn.execute(
+                "SELECT date(received_at, 'unixepoch'), count(*) FROM events"
+                " WHERE kind = 'song.completed' GROUP BY 1"
+            ).fetchall()
+        )
+        tasks = conn.execute(
+            "SELECT family, state, json_extract(params, '$.task_type') FROM tasks"
+        ).fetchall()
+        deliveries = {
+            (handler, state): count
+            for handler, state, count in conn.execute(
+                "SELECT handler, state, count(*) FROM deliveries GROUP BY 1, 2"
+            )
+        }
+    cost = {"producer": 10, "sonic": 15}
+    credits = sum(
+        0 if state == "failed" else (2 if kind == "concat_music" else cost[family])
+        for family, state, kind in tasks
+    )
+    return {"per_day": per_day, "credits": credits, "deliveries": deliveries}
+
+
+def test_overview_charts_show_the_data(make_relay: Callable[..., Relay], browser: Any) -> None:
+    """The first page's inline SVG charts draw what the database holds: today's bar is the
+    five finished songs, the credits are 3 producer songs and a sonic one (the failed task is
+    refunded), and each handler's deliveries by outcome; each chart has an accessible name,
+    and nothing trips the CSP."""
+    relay = make_relay(config=CONFIG)
+    _seed(relay)
+    expected = _expected_overview(relay)
+    today = datetime.now(UTC).date().isoformat()
+    assert expected["per_day"] == {today: 5}  # 3 producer songs and sonic's two clips
+    assert expected["credits"] == 3 * 10 + 15
+    ARTIFACTS.mkdir(exist_ok=True)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    page.goto(f"{relay.url}/admin/login")
+    page.fill("input[name=token]", relay.env["RELAY_ADMIN_TOKEN"])
+    page.click("button:has-text('Sign in')")
+    page.wait_for_url(f"{relay.url}/admin")
+
+    songs_chart = page.locator("svg#chart-songs")
+    assert songs_chart.is_visible()
+    assert songs_chart.get_attribute("role") == "img"
+    assert "Songs per day" in songs_chart.locator("title").first.text_content()
+    bars = songs_chart.locator("g.bar")
+    assert bars.count() == 14
+    drawn = {
+        bars.nth(i).get_attribute("data-label"): int(bars.nth(i).get_attribute("data-value"))
+        for i in range(14)
+    }
+    assert list(drawn)[-1] == today
+    assert {day: n for day, n in drawn.items() if n} == expected["per_day"]
+    today_bar = songs_chart.locator(f"g.bar[data-label='{today}']")
+    assert today_bar.locator("title").text_content() == f"{today}: 5 songs"
+    assert today_bar.locator("text.value").text_content() == "5"
+    assert today_bar.locator("rect").bounding_box()["height"] > 0
+
+    credits = page.locator("svg#chart-credits")
+    assert credits.is_visible()
+    assert f"{expected['credits']} credits" in credits.locator("desc").text_content()
+    today_credits = credits.locator(f"g.bar[data-label='{today}']")
+    assert int(today_credits.get_attribute("data-value")) == expected["credits"]
+
+    chart = page.locator("svg#chart-deliveries")
+    assert chart.is_visible()
+    segments = chart.locator("g.segment")
+    drawn_deliveries = {
+        (
+            segments.nth(i).get_attribute("data-handler"),
+            segments.nth(i).get_attribute("data-outcome"),
+        ): int(segments.nth(i).get_attribute("data-value"))
+        for i in range(segments.count())
+    }
+    assert drawn_deliveries == expected["deliveries"]
+    assert expected["deliveries"][("team-chat", "dead")] == 1
+    dead = chart.locator("g.segment[data-handler='team-chat'][data-outcome='dead'] title")
+    assert dead.text_content() == "team-chat: 1 dead"
+    for name in ("archive", "team-chat"):
+        assert chart.locator("text.row-label", has_text=name).is_visible()
+    page.screenshot(path=str(ARTIFACTS / "dashboard-overview.png"), full_page=True)
+    context.close()
+    assert problems == [], problems

@@ -3,12 +3,18 @@ as processes, on the SQLite database of a relay that delivered a real song from 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pty
 import queue
+import re
+import select
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -36,6 +42,9 @@ path = "{workdir}/blocker/songs"
 max_attempts = 1
 """
 """Two handlers: one that works, one whose directory is under a plain file (dead at once)."""
+LONG_TITLE = "Ops: a title long enough that an 80-column terminal has to cut it short"
+"""The song's title: wider than a narrow terminal leaves for it."""
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 
 
 def _cli(*args: str, relay: Relay, **env: str) -> subprocess.CompletedProcess[str]:
@@ -49,12 +58,60 @@ def _cli(*args: str, relay: Relay, **env: str) -> subprocess.CompletedProcess[st
     )
 
 
+def _on_terminal(*args: str, relay: Relay, columns: int = 80) -> str:
+    """What the command shows on a terminal `columns` wide (a pseudo-terminal on stdout and
+    stderr), escape codes removed."""
+    master, child_side = pty.openpty()
+    fcntl.ioctl(child_side, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+    env = {**os.environ, **relay.env, "COLUMNS": str(columns), "TERM": "xterm-256color"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "receiver", *args],
+        env=env,
+        cwd=relay.workdir,
+        stdin=subprocess.DEVNULL,
+        stdout=child_side,
+        stderr=child_side,
+    )
+    os.close(child_side)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 1.0)
+            if not ready:
+                continue
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+        assert 0 == process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(master)
+    return ANSI.sub("", b"".join(chunks).decode()).replace("\r\n", "\n")
+
+
+def _tsv(stdout: str) -> list[dict[str, str]]:
+    """Rows of tab-separated output under its header line, each row checked to be one line
+    with one field per column."""
+    header, *lines = stdout.splitlines()
+    columns = header.split("\t")
+    for line in lines:
+        assert len(columns) == len(line.split("\t")), line
+    return [dict(zip(columns, line.split("\t"), strict=True)) for line in lines]
+
+
 def _broken_relay(make: Callable[..., Relay]) -> tuple[Relay, dict[str, Any]]:
     """A relay whose `broken` handler dead-letters the song it just delivered to `disk`."""
     relay = make(config=BROKEN, start=False)
     (relay.workdir / "blocker").write_text("a file where a directory should be")
     relay.start()
-    task = relay.wait_settled(relay.submit("cli ops song", title="Ops")["id"])
+    task = relay.wait_settled(relay.submit("cli ops song", title=LONG_TITLE)["id"])
     return relay, task
 
 
@@ -115,6 +172,60 @@ def test_dead_letters_show_handler_error_and_blame(populated: Relay) -> None:
     human = _cli("dead-letters", "--handler", "broken", relay=populated)
     assert dead["delivery_id"] in human.stdout
     assert "aimusic-relay replay" in human.stderr
+
+
+def test_lists_on_a_pipe_are_one_row_per_line_under_a_header(populated: Relay) -> None:
+    """Off a terminal (here a pipe, 80 columns) `tasks`, `events` and `dead-letters` print
+    tab-separated rows under a header line, whole: no id, title or error folded or cut."""
+    [task] = json.loads(_cli("tasks", "--json", relay=populated).stdout)
+    narrow = {"COLUMNS": "80"}
+    [row] = _tsv(_cli("tasks", relay=populated, **narrow).stdout)
+    assert (task["upstream_id"], task["id"], LONG_TITLE, "cli ops song", "succeeded") == (
+        row["upstream_id"],
+        row["id"],
+        row["title"],
+        row["prompt"],
+        row["state"],
+    )
+    events = json.loads(_cli("events", "--json", relay=populated).stdout)
+    shown = _tsv(_cli("events", relay=populated, **narrow).stdout)
+    assert [(e["id"], e["task_id"], e["clip_id"], e["kind"]) for e in events] == [
+        (r["id"], r["task_id"], r["clip_id"], r["kind"]) for r in shown
+    ]
+    [dead] = json.loads(_cli("dead-letters", "--json", relay=populated).stdout)
+    [letter] = _tsv(_cli("dead-letters", relay=populated, **narrow).stdout)
+    assert (dead["delivery_id"], dead["event_id"], dead["task_id"], dead["last_error"]) == (
+        letter["delivery_id"],
+        letter["event_id"],
+        letter["task_id"],
+        letter["last_error"],
+    )
+
+
+def test_lists_on_a_narrow_terminal_keep_ids_whole_and_cut_other_cells(populated: Relay) -> None:
+    """On an 80-column terminal every id stays whole on one line; a long title is cut with `…`,
+    and shown whole where the terminal is wide enough."""
+    [task] = json.loads(_cli("tasks", "--json", relay=populated).stdout)
+    events = json.loads(_cli("events", "--json", relay=populated).stdout)
+    [dead] = json.loads(_cli("dead-letters", "--json", relay=populated).stdout)
+    shown = {
+        "tasks": (_on_terminal("tasks", relay=populated), [task["upstream_id"], task["id"]]),
+        "events": (
+            _on_terminal("events", relay=populated),
+            [i for e in events for i in (e["id"], e["task_id"], e["clip_id"]) if i != "-"],
+        ),
+        "dead-letters": (
+            _on_terminal("dead-letters", relay=populated),
+            [dead["delivery_id"], dead["event_id"], dead["task_id"]],
+        ),
+    }
+    for command, (screen, ids) in shown.items():
+        lines = screen.splitlines()
+        for identifier in ids:
+            assert any(identifier in line for line in lines), (command, identifier, screen)
+    tasks_screen = shown["tasks"][0]
+    assert "title" in tasks_screen and "…" in tasks_screen and LONG_TITLE not in tasks_screen
+    assert LONG_TITLE in _on_terminal("tasks", relay=populated, columns=250)
 
 
 class _Lines:

@@ -52,6 +52,26 @@ def test_secret_key_generated_once_beside_sqlite(tmp_path: Path) -> None:
     assert (tmp_path / "r.db.secret").stat().st_mode & 0o077 == 0
 
 
+def test_read_only_settings_create_no_key_file(tmp_path: Path) -> None:
+    """`read_only` (doctor) reads an existing key file but never writes one."""
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path}/sub/r.db"}
+    assert load_settings(env, read_only=True).relay_secret_key is None
+    assert [] == list(tmp_path.iterdir())
+    written = load_settings(env).secret_keys
+    assert written == load_settings(env, read_only=True).secret_keys
+
+
+def test_empty_or_unusable_key_file_is_one_line(tmp_path: Path) -> None:
+    """An empty `.secret` file, or a database directory that is a file, names the path and the
+    way out instead of a traceback."""
+    (tmp_path / "r.db.secret").write_text("\n")
+    with pytest.raises(ConfigError, match=r"r\.db\.secret .* is empty: delete it"):
+        load_settings({"DATABASE_URL": f"sqlite:///{tmp_path}/r.db"})
+    (tmp_path / "blocker").write_text("")
+    with pytest.raises(ConfigError, match="cannot keep the generated RELAY_SECRET_KEY in"):
+        load_settings({"DATABASE_URL": f"sqlite:///{tmp_path}/blocker/r.db"})
+
+
 def test_postgres_requires_secret_key() -> None:
     """With PostgreSQL there is no file to keep a key in: the setting is required."""
     with pytest.raises(ConfigError, match="RELAY_SECRET_KEY"):

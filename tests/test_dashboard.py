@@ -261,7 +261,7 @@ def test_pages_never_show_secrets(
         for name, value in secrets_.items():
             assert value not in page.text, f"{name} shown on {path}"
     mine_page = pages[f"/admin/tasks/{mine['id']}"].text
-    assert "/webhooks/aimusic/…" in mine_page
+    assert "/webhooks/aimusic/(hidden)" in mine_page
     assert "Callback body" in mine_page and "Velvet" in mine_page
     external_page = pages[f"/admin/tasks/{external['upstream_id']}"].text
     assert "&#34;api_key&#34;: &#34;…&#34;" in external_page
@@ -366,7 +366,7 @@ def test_redactor_hides_by_key_name_value_and_url() -> None:
         "webhook_secret": HIDDEN,
         "X-Api-Key": HIDDEN,
         "nested": [{"password": HIDDEN, "note": f"uses {HIDDEN} here"}],
-        "webhook_url": f"https://relay.example/webhooks/aimusic/{HIDDEN}?x=1",
+        "webhook_url": "https://relay.example/webhooks/aimusic/(hidden)?x=1",
         "download": f"https://cdn.example/a.mp3?token={HIDDEN}&size=2",
         "empty_token": "",
         "title": "Keys of the Kingdom",
@@ -375,3 +375,189 @@ def test_redactor_hides_by_key_name_value_and_url() -> None:
     signed_media = "https://cdn.example/a.mp3?X-Amz-Signature=abc"
     assert redactor.text(signed_media) == signed_media  # still plays in <audio>
     assert redactor.pretty(signed_media) == f"https://cdn.example/a.mp3?X-Amz-Signature={HIDDEN}"
+
+
+TASK_LINK = re.compile(r'class="task-title" href="/admin/tasks/([0-9a-f]+)"')
+LYRICS = "[Verse]\nGolden light across the water\n[Chorus]\nStay a little longer"
+COPIES = (
+    '[[handlers]]\nname = "archive"\ntype = "disk"\npath = "{workdir}/songs"\n'
+    '[[handlers]]\nname = "copies"\ntype = "tests.plugins:RecorderHandler"\n'
+    'log_file = "{workdir}/copies.jsonl"\nevents = ["task.submitted", "song.completed"]\n'
+)
+"""`archive` files each song on disk; `copies` records a URL per song, and also takes the
+relay's own `task.submitted` event (whose clip has no title)."""
+
+
+def listed(admin: Admin, **query: str) -> set[str]:
+    """The task ids the task list shows for `query`."""
+    page = admin.http.get("/admin", params=query)
+    assert page.status_code == 200, page.text
+    return set(TASK_LINK.findall(page.text))
+
+
+def test_task_list_filters_and_search(
+    make_relay: Callable[..., Relay], make_admin: Callable[[Relay], Admin]
+) -> None:
+    """The GET form filters by state, family and label and searches titles and prompts
+    (case-insensitively, `%` and `_` taken literally); a bad filter is a 400 naming the field."""
+    relay = make_relay()
+    night = relay.submit(
+        "warm synthwave, night highway", title="Night Drive", labels={"team": "radio"}
+    )
+    golden = relay.submit(
+        "dreamy bossa nova",
+        title="Golden Hour",
+        family="sonic",
+        lyrics=LYRICS,
+        labels={"team": "ads"},
+    )
+    failed = relay.submit("distorted hardcore #fail", title="Static Bloom", labels={"team": "ads"})
+    for task in (night, golden, failed):
+        relay.wait_settled(task["id"])
+    admin = make_admin(relay).login()
+
+    home = admin.http.get("/admin").text
+    assert '<form method="get" action="/admin"' in home
+    for field in ('name="state"', 'name="family"', 'name="label"', 'name="q"'):
+        assert field in home
+    assert {night["id"], golden["id"], failed["id"]} == listed(admin)
+    assert {failed["id"]} == listed(admin, state="failed")
+    assert {golden["id"]} == listed(admin, family="sonic")
+    assert {golden["id"], failed["id"]} == listed(admin, label="team=ads")
+    assert {failed["id"]} == listed(admin, label="team=ads", family="producer", state="failed")
+    assert {night["id"]} == listed(admin, q="SYNTHWAVE")  # the prompt
+    assert {golden["id"]} == listed(admin, q="golden h")  # the title
+    assert set() == listed(admin, q="%")
+    assert set() == listed(admin, label="team=nobody")
+    kept = admin.http.get("/admin", params={"state": "failed", "q": "static"}).text
+    assert '<option value="failed" selected>' in kept
+    assert 'name="q" value="static"' in kept
+
+    for query, says in (
+        ({"label": "team"}, "Labels: write “team” as key=value"),
+        ({"state": "bogus"}, "State: choose one of"),
+        ({"family": "nuro2"}, "Family: choose one of"),
+    ):
+        refused = admin.http.get("/admin", params=query)
+        assert refused.status_code == 400, query
+        assert says in refused.text
+
+
+def test_task_page_shows_lyrics_copies_and_a_safe_download(
+    make_relay: Callable[..., Relay], make_admin: Callable[[Relay], Admin]
+) -> None:
+    """A task's page shows the lyrics and where each copy landed (the disk path, the other
+    handler's URL); the disk copy downloads through the relay, but only a file inside the disk
+    handler's directory: a stored path outside it, a `..` path, a symlink out, another handler's
+    delivery or another task's id are all 404 and serve nothing."""
+    relay = make_relay(config=COPIES)
+    done = relay.wait_settled(
+        relay.submit("warm synthwave", title="Night Drive", lyrics=LYRICS)["id"]
+    )
+    other = relay.wait_settled(relay.submit("second song", title="Second")["id"])
+    [song] = songs(done)
+    archive = next(d for d in song["deliveries"] if d["handler"] == "archive")
+    copies = next(d for d in song["deliveries"] if d["handler"] == "copies")
+    audio = Path(archive["result"]["path"])
+    assert audio.is_file() and relay.songs in audio.parents
+    admin = make_admin(relay).login()
+
+    page = admin.http.get(f"/admin/tasks/{done['id']}").text
+    assert '<pre class="lyrics">[Verse]\nGolden light across the water\n[Chorus]' in page
+    assert str(audio) in page
+    assert f'href="{copies["result"]["url"]}"' in page
+    download = f"/admin/tasks/{done['id']}/download/{archive['id']}"
+    assert f'href="{download}"' in page
+
+    signed_out = make_admin(relay).http.get(download)
+    assert signed_out.status_code == 303
+    got = admin.http.get(download)
+    assert got.status_code == 200, got.text
+    assert got.content == audio.read_bytes()
+    assert got.headers["content-disposition"].startswith("attachment")
+    assert audio.name in got.headers["content-disposition"]
+
+    wrong_task = admin.http.get(f"/admin/tasks/{other['id']}/download/{archive['id']}")
+    assert wrong_task.status_code == 404
+    not_disk = admin.http.get(f"/admin/tasks/{done['id']}/download/{copies['id']}")
+    assert not_disk.status_code == 404
+    assert admin.http.get(f"/admin/tasks/{done['id']}/download/nope").status_code == 404
+
+    secret_file = relay.workdir / "relay.toml"
+    link = relay.songs / "escape.wav"
+    link.symlink_to(secret_file)
+    for stored in (
+        str(secret_file),
+        f"{relay.songs}/../relay.toml",
+        str(link),
+        str(relay.songs),
+        "relay.toml",
+    ):
+        with sqlite3.connect(relay.db_path) as conn:
+            conn.execute(
+                "UPDATE deliveries SET result = ? WHERE id = ?",
+                (json.dumps({"path": stored}), archive["id"]),
+            )
+        refused = admin.http.get(download)
+        assert refused.status_code == 404, stored
+        assert secret_file.read_text() not in refused.text
+        assert f'href="{download}"' not in admin.http.get(f"/admin/tasks/{done['id']}").text
+
+
+def test_deliveries_page_labels_song_links_with_the_title(
+    make_relay: Callable[..., Relay], make_admin: Callable[[Relay], Admin]
+) -> None:
+    """Every song link on the deliveries page reads as the song's title, also for the relay's
+    own `task.submitted` event whose clip has none — never as an event kind."""
+    relay = make_relay(config=COPIES)
+    done = relay.wait_settled(relay.submit("quiet harbour lullaby")["id"])
+    [song] = songs(done)
+    title = song["clip"]["title"]
+    assert title
+    admin = make_admin(relay).login()
+    page = admin.http.get("/admin/deliveries").text
+    links = re.findall(rf'<a href="/admin/tasks/{done["id"]}">([^<]*)</a>', page)
+    assert relay.count("deliveries") == 3  # archive and copies for the song, copies for submitted
+    assert [title] * 3 == links
+
+
+def test_landings_say_where_each_copy_went() -> None:
+    """Each handler's stored result becomes readable lines: a disk path, an S3 URL (linked
+    only when it is http(s)), a Slack permalink or channel; secrets in a result stay hidden."""
+    from receiver.dashboard.views import landings
+
+    redactor = Redactor(["hunter2-secret"])
+    shown = {
+        name: [(item.label, item.text, item.href) for item in landings(result, redactor)]
+        for name, result in {
+            "disk": {
+                "path": "/srv/songs/a.m4a",
+                "cover": None,
+                "metadata": "/srv/songs/a.json",
+                "lyrics": "/srv/songs/a.txt",
+            },
+            "s3": {"bucket": "b", "key": "k.m4a", "url": "s3://b/k.m4a", "size": 3},
+            "presigned": {"url": "https://b.s3.example/k.m4a?X-Amz-Signature=abc"},
+            "slack": {
+                "channel": "C1",
+                "ts": "1.5",
+                "permalink": "https://t.slack.com/archives/C1/p15",
+            },
+            "slack-bot": {"channel": "C1", "ts": "1.5", "event": "song.completed"},
+            "odd": {"note": "uses hunter2-secret", "api_key": "k"},
+            "none": None,
+        }.items()
+    }
+    assert shown["disk"] == [
+        ("File", "/srv/songs/a.m4a", None),
+        ("Lyrics", "/srv/songs/a.txt", None),
+        ("Metadata", "/srv/songs/a.json", None),
+    ]
+    assert shown["s3"] == [("URL", "s3://b/k.m4a", None)]
+    presigned = "https://b.s3.example/k.m4a?X-Amz-Signature=abc"
+    assert shown["presigned"] == [("URL", presigned, presigned)]
+    permalink = "https://t.slack.com/archives/C1/p15"
+    assert shown["slack"] == [("Message", permalink, permalink)]
+    assert shown["slack-bot"] == [("Message", "channel C1 · ts 1.5", None)]
+    assert shown["odd"] == [("note", f"uses {HIDDEN}", None), ("api_key", HIDDEN, None)]
+    assert shown["none"] == []

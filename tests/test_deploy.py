@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
@@ -239,3 +240,65 @@ def test_commands_are_real_cli_verbs() -> None:
             sub = group.get_command(None, word)
             assert sub is not None, command
             group = sub
+
+
+GRAFANA_CHARTS = {
+    "aimusic_relay_callbacks_total",
+    "aimusic_relay_ingest_seconds_bucket",
+    "aimusic_relay_deliveries_total",
+    "aimusic_relay_queue_depth_by_handler",
+    "aimusic_relay_dead_letters",
+    "aimusic_relay_store_commit_seconds_bucket",
+}
+"""What the Grafana dashboard must chart (callbacks by outcome, ingest latency, deliveries by
+handler and outcome, queue depth, dead letters, store commit time)."""
+
+
+def _panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every panel, including those nested in collapsed rows."""
+    found: list[dict[str, Any]] = []
+    for panel in dashboard["panels"]:
+        found.append(panel)
+        found.extend(panel.get("panels", []))
+    return found
+
+
+@pytest.mark.slow
+def test_grafana_dashboard_charts_metrics_the_relay_exports(
+    make_relay: Callable[..., Relay],
+) -> None:
+    """deploy/grafana-dashboard.json is an importable Grafana dashboard: a `DS_PROMETHEUS`
+    datasource input used by every query, unique panel ids, and each expression names only
+    series a running relay's `/metrics` really exports — covering the charts teams need."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    dashboard = json.loads((DEPLOY / "grafana-dashboard.json").read_text())
+    [source] = [i for i in dashboard["__inputs"] if i["name"] == "DS_PROMETHEUS"]
+    assert (source["type"], source["pluginId"]) == ("datasource", "prometheus")
+    assert dashboard["title"] and isinstance(dashboard["schemaVersion"], int)
+    panels = [p for p in _panels(dashboard) if p.get("type") != "row"]
+    assert len({p["id"] for p in _panels(dashboard)}) == len(_panels(dashboard))
+
+    relay = make_relay()
+    text = httpx.get(f"{relay.url}/metrics", timeout=10).text
+    # A labelled family with no sample yet (no upstream error so far) is still declared.
+    suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}
+    exported = {
+        name
+        for family in text_string_to_metric_families(text)
+        for name in [
+            *(s.name for s in family.samples),
+            *(family.name + suffix for suffix in suffixes.get(family.type, [""])),
+        ]
+    }
+    named: set[str] = set()
+    for panel in panels:
+        assert panel["datasource"]["uid"] == "${DS_PROMETHEUS}", panel["title"]
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            assert target["datasource"]["uid"] == "${DS_PROMETHEUS}", panel["title"]
+            names = set(re.findall(r"\baimusic_relay_[a-z0-9_]+", target["expr"]))
+            assert names, f"{panel['title']}: {target['expr']} names no relay metric"
+            assert names <= exported, f"{panel['title']}: not exported: {names - exported}"
+            named |= names
+    assert GRAFANA_CHARTS <= named

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import collections
 import json
+import shlex
 import unicodedata
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -21,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from handlers._files import AUDIO_SUFFIXES, IMAGE_SUFFIXES
+from handlers._files import AUDIO_SUFFIXES, IMAGE_SUFFIXES, slugify
 from handlers.base import Handler, HandlerError
 from handlers.disk import DiskHandler, safe_name
 from receiver.models import Event
@@ -116,18 +117,22 @@ def listing(root: Path) -> list[str]:
 async def test_completed_song_is_filed_with_cover_metadata_and_lyrics(
     songs: Path, make_ctx: MakeContext, make_event: Callable[..., Event]
 ) -> None:
-    """Audio, cover, metadata and lyrics share one stem under the rendered date folder."""
+    """Audio, cover, metadata and lyrics share one stem under the rendered date folder, and the
+    result names all four files (the demo and `submit --wait` list what it names)."""
     result = await disk(songs).handle(make_event(), make_ctx())
-    stem = songs / "2024-05-06" / "Night Drive-clip-1"
+    stem = songs / "2024-05-06" / "night-drive-clip-1"
     assert {
         "path": f"{stem}.wav",
         "cover": f"{stem}.png",
         "metadata": f"{stem}.json",
+        "lyrics": f"{stem}.txt",
     } == result
+    assert sorted(str(Path(p).relative_to(songs)) for p in result.values()) == listing(songs)
     assert (WAV, PNG) == (Path(f"{stem}.wav").read_bytes(), Path(f"{stem}.png").read_bytes())
     assert "la la la" == Path(f"{stem}.txt").read_text()
     meta = json.loads(Path(f"{stem}.json").read_text())
-    assert ("task-1", "clip-1", "synthwave", 1.5, {"team": "a"}) == (
+    assert ("Night Drive", "task-1", "clip-1", "synthwave", 1.5, {"team": "a"}) == (
+        meta["title"],
         meta["task_id"],
         meta["clip_id"],
         meta["tags"],
@@ -231,6 +236,54 @@ def test_safe_name_examples() -> None:
 
 
 @pytest.mark.parametrize(
+    ("title", "slug"),
+    [
+        ("AC/DC: Back in Black! 🎸 $HOME", "ac-dc-back-in-black-home"),
+        ("Café Noir", "cafe-noir"),
+        ("Ångström — Über Straße", "angstrom-uber-strasse"),
+        ("Łódź, Øresund & Æsir", "lodz-oresund-aesir"),
+        ("  --Night   Drive--  ", "night-drive"),
+        ("$(rm -rf ~) `x`; 'y' \"z\"", "rm-rf-x-y-z"),
+        ("\uff26\uff35\uff2c\uff2c \uff57\uff49\uff44\uff54\uff48 \uff12", "full-width-2"),
+        ("名前", "untitled"),
+        ("🎸🎸", "untitled"),
+        ("", "untitled"),
+        ("CON", "con"),
+        ("a" * 300, "a" * 80),
+    ],
+)
+def test_slug_is_ascii_lowercase_and_dashes(title: str, slug: str) -> None:
+    """`{slug}`: accents folded (NFKD), anything but a-z and 0-9 a single dash, never empty."""
+    assert slug == slugify(title)
+
+
+async def test_default_names_are_shell_friendly_and_keep_the_title_in_metadata(
+    songs: Path, make_ctx: MakeContext, make_event: Callable[..., Event]
+) -> None:
+    """The default template files `{date}/{slug}-{clip_id}.{ext}`: nothing a shell would need
+    quoted, while the metadata keeps the title exactly as the provider sent it."""
+    title = "AC/DC: Back in Black! 🎸 $HOME"
+    result = await disk(songs).handle(make_event(title=title), make_ctx())
+    stem = songs / "2024-05-06" / "ac-dc-back-in-black-home-clip-1"
+    assert result is not None and f"{stem}.wav" == result["path"]
+    for name in listing(songs):
+        assert shlex.quote(name) == name
+    assert title == json.loads(Path(f"{stem}.json").read_text())["title"]
+    assert "{date}/{slug}-{clip_id}.{ext}" == DiskHandler.Config().template
+    assert "songs" == DiskHandler.Config().path
+
+
+async def test_title_field_still_keeps_the_readable_title(
+    songs: Path, make_ctx: MakeContext, make_event: Callable[..., Event]
+) -> None:
+    """A template that asks for `{title}` still gets the sanitised title, spaces and all."""
+    result = await disk(songs, template="{title}/{slug}.{ext}").handle(
+        make_event(title="Café Noir"), make_ctx()
+    )
+    assert result is not None and result["path"].endswith("/Café Noir/cafe-noir.wav")
+
+
+@pytest.mark.parametrize(
     ("options", "needle"),
     [
         ({"template": "{artist}/{title}.{ext}"}, "{artist}"),
@@ -259,8 +312,8 @@ async def test_failed_song_writes_a_failure_sidecar(
     before = sum(media[1].values())
     event = make_event("song.failed", error="content policy", audio_url=None, image_url=None)
     result = await disk(songs).handle(event, make_ctx())
-    failed = songs / "2024-05-06" / "Night Drive-clip-1.failed.json"
-    assert {"path": None, "cover": None, "metadata": str(failed)} == result
+    failed = songs / "2024-05-06" / "night-drive-clip-1.failed.json"
+    assert {"path": None, "cover": None, "metadata": str(failed), "lyrics": None} == result
     assert "content policy" == json.loads(failed.read_text())["reason"]
     assert before == sum(media[1].values())
 
@@ -297,7 +350,7 @@ async def test_extension_from_content_type_then_url(
     result = await disk(songs, cover=False).handle(
         make_event(audio_url=media[0] + path), make_ctx()
     )
-    assert result is not None and result["path"].endswith(f"Night Drive-clip-1.{ext}")
+    assert result is not None and result["path"].endswith(f"night-drive-clip-1.{ext}")
 
 
 async def test_audio_at_a_side_file_suffix_is_refused_and_nothing_is_written(
@@ -362,7 +415,7 @@ async def test_audio_type_names_the_file_whatever_the_url_says(
     """audio/mpeg at a URL ending `.txt` is saved as `.mp3`, and the lyrics keep their own file."""
     event = make_event(audio_url=f"{media[0]}/as/lyrics.txt?type=audio/mpeg")
     result = await disk(songs).handle(event, make_ctx())
-    stem = songs / "2024-05-06" / "Night Drive-clip-1"
+    stem = songs / "2024-05-06" / "night-drive-clip-1"
     assert result is not None and f"{stem}.mp3" == result["path"]
     assert (WAV, "la la la") == (Path(f"{stem}.mp3").read_bytes(), Path(f"{stem}.txt").read_text())
 
@@ -380,7 +433,7 @@ async def test_every_allowed_audio_suffix_is_kept_beside_its_side_files(
     """Untyped audio at an allowed suffix keeps it, and never shares a name with a side file."""
     event = make_event(audio_url=f"{media[0]}/as/song.{ext}?type=application/octet-stream")
     result = await disk(songs).handle(event, make_ctx())
-    stem = "2024-05-06/Night Drive-clip-1"
+    stem = "2024-05-06/night-drive-clip-1"
     assert result is not None and result["path"].endswith(f"{stem}.{ext}")
     assert sorted(f"{stem}.{e}" for e in (ext, "png", "json", "txt")) == listing(songs)
     assert (WAV, "la la la") == (
@@ -420,7 +473,7 @@ async def test_cover_gets_only_an_image_suffix(
 ) -> None:
     """A cover that is not a raster image by type or suffix is skipped; the song is still filed."""
     result = await disk(songs).handle(make_event(image_url=f"{media[0]}/as/{image}"), make_ctx())
-    stem = "2024-05-06/Night Drive-clip-1"
+    stem = "2024-05-06/night-drive-clip-1"
     assert result is not None and WAV == Path(result["path"]).read_bytes()
     expected = sorted(f"{stem}.{e}" for e in ("wav", "json", "txt", *([cover] if cover else [])))
     assert expected == listing(songs)
@@ -518,7 +571,12 @@ async def test_more_hostile_names_stay_inside_and_are_portable(
     title=st.text(st.characters(codec=None), max_size=300),
     clip_id=st.text(st.characters(codec=None), max_size=200),
     template=st.sampled_from(
-        ["{date}/{title}-{clip_id}.{ext}", "{title}/{clip_id}.{ext}", "{clip_id}{title}.{ext}"]
+        [
+            "{date}/{slug}-{clip_id}.{ext}",
+            "{date}/{title}-{clip_id}.{ext}",
+            "{title}/{clip_id}.{ext}",
+            "{clip_id}{title}.{ext}",
+        ]
     ),
 )
 async def test_any_title_and_clip_id_land_inside_the_directory(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import ipaddress
 import socket
 import time
 import uuid
@@ -23,6 +24,7 @@ import httpx
 import pytest
 
 from handlers.base import HandlerError
+from receiver._address_guard import is_public
 from receiver.spool import DownloadPolicy, Spool
 from tests.conftest import Relay, signed
 from tests.media_server import WAV, Media, serve_media
@@ -53,12 +55,19 @@ def guarded(tmp_path: Path, client: httpx.AsyncClient, **policy: Any) -> Spool:
     return Spool(tmp_path / "spool", "evt", client, DownloadPolicy(**{**options, **policy}))
 
 
+def _guard_refused(error: HandlerError) -> bool:
+    """Whether the guard itself refused (not, say, an HTTP 400 from the proxy that stands in
+    for the public internet, which would also be permanent)."""
+    return any(why in error.message for why in ("is not a public address", "URL is not valid"))
+
+
 DISGUISES = [
     "http://169.254.169.254/latest/meta-data/",
     "http://10.1.2.3:{port}/song.wav",
     "http://[::1]:{port}/song.wav",
     "http://[::ffff:127.0.0.1]:{port}/song.wav",
     "http://[::ffff:7f00:1]:{port}/song.wav",
+    "http://[fec0::1]:{port}/song.wav",
     "http://0.0.0.0:{port}/song.wav",
     "http://2130706433:{port}/song.wav",
     "http://0177.0.0.1:{port}/song.wav",
@@ -79,7 +88,7 @@ async def test_redirect_to_a_disguised_private_address_is_refused(
     spool = guarded(tmp_path, via_proxy)
     with pytest.raises(HandlerError) as caught:
         await spool.fetch(str(httpx.URL("http://1.1.1.1/go", params={"to": target})))
-    assert caught.value.retryable is False, caught.value.message
+    assert (False, True) == (caught.value.retryable, _guard_refused(caught.value)), caught.value
     assert ["/go"] == [key.split("?")[0] for key in audio.seen(tag)]
 
 
@@ -90,8 +99,77 @@ async def test_disguised_private_address_is_refused_and_never_contacted(
     """Asked directly, each spelling is refused for good and the loopback server sees nothing."""
     with pytest.raises(HandlerError) as caught:
         await guarded(tmp_path, http).fetch(url.format(port=audio.port) + f"?{tag}")
-    assert caught.value.retryable is False, caught.value.message
+    assert (False, True) == (caught.value.retryable, _guard_refused(caught.value)), caught.value
     assert [] == audio.seen(tag)
+
+
+NOT_GLOBAL = [
+    "0.0.0.0",
+    "0.1.2.3",
+    "10.0.0.1",
+    "100.64.0.1",  # shared address space (carrier-grade NAT), RFC 6598
+    "100.127.255.254",
+    "127.0.0.1",
+    "169.254.169.254",  # cloud metadata service
+    "172.16.0.1",
+    "172.31.255.255",
+    "192.0.0.1",
+    "192.0.2.1",
+    "192.168.1.1",
+    "198.18.0.1",
+    "198.51.100.1",
+    "203.0.113.1",
+    "224.0.0.1",
+    "239.255.255.250",
+    "240.0.0.1",
+    "255.255.255.255",
+    "::",
+    "::1",
+    "::127.0.0.1",  # IPv4-compatible (deprecated)
+    "::ffff:127.0.0.1",  # IPv4-mapped
+    "::ffff:10.0.0.1",
+    "::ffff:100.64.0.1",
+    "::ffff:169.254.169.254",
+    "64:ff9b::7f00:1",  # NAT64 of 127.0.0.1
+    "64:ff9b::a00:1",  # NAT64 of 10.0.0.1
+    "64:ff9b:1::1",  # local-use NAT64, RFC 8215
+    "100::1",  # discard prefix
+    "2001::1",  # Teredo
+    "2001:db8::1",  # documentation
+    "2001:10::1",  # ORCHID
+    "2002:7f00:1::1",  # 6to4 of 127.0.0.1
+    "2002:a00:1::1",  # 6to4 of 10.0.0.1
+    "2002:a9fe:a9fe::1",  # 6to4 of the metadata service
+    "fc00::1",
+    "fd00:ec2::254",  # unique local (AWS IPv6 metadata service)
+    "fe80::1",
+    "fec0::1",  # site-local, deprecated by RFC 3879 (security issue #12, point 10)
+    "fed0::1",
+    "feff:ffff::1",
+    "ff02::1",
+    "ff0e::1",
+]
+PUBLIC = [
+    "1.1.1.1",
+    "8.8.8.8",
+    "93.184.216.34",
+    "::ffff:8.8.8.8",
+    "2001:4860:4860::8888",
+    "2606:4700:4700::1111",
+    "2a00:1450:4001:81b::200e",
+]
+
+
+@pytest.mark.parametrize("text", NOT_GLOBAL)
+def test_addresses_that_are_not_globally_routable_are_not_public(text: str) -> None:
+    """Every special-purpose range, and the same addresses inside IPv6 wrappers, is refused."""
+    assert is_public(ipaddress.ip_address(text)) is False
+
+
+@pytest.mark.parametrize("text", PUBLIC)
+def test_globally_routable_unicast_addresses_are_public(text: str) -> None:
+    """The control: ordinary public addresses (also IPv4-mapped) pass."""
+    assert is_public(ipaddress.ip_address(text)) is True
 
 
 async def test_the_same_file_is_fetched_when_private_networks_are_allowed(

@@ -309,6 +309,11 @@ def send(target: Target, call: Call) -> httpx.Response:
     answer = target.client.post(call.path, content=call.body, headers=call.headers)
     after = target.counts()
     assert answer.status_code < 500, answer.text
+    assert answer.headers.get("content-type", "").startswith("application/json"), (
+        answer.status_code,
+        answer.text[:300],
+        call,
+    )
     shown = answer.json()
     if answer.status_code == 200:
         assert call.genuine, f"accepted a call no genuine sender made: {shown}"
@@ -343,7 +348,9 @@ def test_validly_signed_odd_bodies_get_200_or_400(target: Target) -> None:
     @given(call=calls(target, ODD_BODIES, odd=True))
     def check(call: Call) -> None:
         answer = send(target, call)
-        assert answer.status_code in (200, 400), answer.text
+        # DEEP bodies may outgrow the body limit: then the limit's 413 is the right answer
+        too_large = answer.status_code == 413 and len(call.body) > LIMIT
+        assert answer.status_code in (200, 400) or too_large, answer.text[:300]
 
     check()
 

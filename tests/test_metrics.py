@@ -226,6 +226,25 @@ def test_queue_gauges_upstream_errors_and_polls(run: Run) -> None:
     assert 0 == polls
 
 
+def test_dead_letters_queue_by_handler_and_build_info(run: Run) -> None:
+    """The dead-letter gauge is the dead rows in the database; every configured handler has
+    a queue depth (0 here, the old unlabelled series is kept); build_info carries the version;
+    no `*_created` series is exported."""
+    from receiver import __version__
+
+    samples = scrape(run.relay)
+    dead = run.relay.count("deliveries", "state = 'dead'")
+    assert dead >= 1
+    assert dead == value(samples, "aimusic_relay_dead_letters")
+    for handler in ("disk", "flaky", "doomed"):
+        key = ("aimusic_relay_queue_depth_by_handler", (("handler", handler),))
+        assert 0 == samples[key]
+    assert ("aimusic_relay_queue_depth", ()) in samples
+    assert 1 == value(samples, "aimusic_relay_build_info", version=__version__)
+    assert [] == [name for name, _ in samples if name.endswith("_created")]
+    assert "_created" not in httpx.get(f"{run.relay.url}/metrics").text
+
+
 def test_metrics_expose_no_secret_or_url(run: Run) -> None:
     """`/metrics` is public: no token, key, secret, URL or path appears in it."""
     text = httpx.get(f"{run.relay.url}/metrics").text
@@ -444,6 +463,46 @@ async def test_label_filters_and_queue_stats_on_every_backend(store: SqlStore) -
     assert (1, None) == await store.reads.queue_stats()  # running, none pending
     await store.succeed(last, "me", None)
     assert (0, None) == await store.reads.queue_stats()
+
+
+async def test_queue_gauges_by_handler_on_every_backend(store: SqlStore) -> None:
+    """Queue depth per handler counts pending and running rows (a configured handler with
+    none shows 0), and the dead-letter gauge the dead ones, on SQLite and PostgreSQL."""
+    from receiver.metrics import Metrics
+
+    metrics = Metrics.create(["a", "b", "idle"])
+
+    async def gauges() -> dict[str, float]:
+        text = (await metrics.render(store)).decode()
+        found = {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
+        return {
+            "a": value(found, "aimusic_relay_queue_depth_by_handler", handler="a"),
+            "b": value(found, "aimusic_relay_queue_depth_by_handler", handler="b"),
+            "idle": found[("aimusic_relay_queue_depth_by_handler", (("handler", "idle"),))],
+            "dead": value(found, "aimusic_relay_dead_letters"),
+        }
+
+    for number in (1, 2):
+        inbound = Inbound(
+            source="callback",
+            body=b"{}",
+            platform="producer",
+            clips=[("song.completed", f"clip-{number}", {"title": "t"})],
+            task_id=f"up-{number}",
+            webhook_id=f"w{number}",
+        )
+        await store.record_inbound(inbound, lambda *_: [("a", 0), ("b", 0)])
+    assert {"a": 2, "b": 2, "idle": 0, "dead": 0} == await gauges()
+    claims = await store.claim("me", 4, 60.0)
+    assert {"a": 2, "b": 2, "idle": 0, "dead": 0} == await gauges()  # running still queued
+    by_handler = {c.handler: c for c in claims}
+    await store.fail(by_handler["a"], "me", "broken", "destination", None)
+    await store.succeed(by_handler["b"], "me", None)
+    assert {"a": 1, "b": 1, "idle": 0, "dead": 1} == await gauges()
 
 
 async def test_upstream_client_reports_each_failed_exchange(sandbox: str) -> None:

@@ -54,6 +54,47 @@ def test_filters_choose_exactly_the_matching_handlers(tmp_path: Path) -> None:
     assert route("task.submitted", "producer", {}, None) == []
 
 
+def test_no_handler_takes_delivery_dead_unless_it_asks(tmp_path: Path) -> None:
+    """Alerts are opt-in: no built-in type's default events, nor ours, hold `delivery.dead`."""
+    handlers = _handlers(
+        tmp_path,
+        '[[handlers]]\nname = "disk"\ntype = "disk"\n'
+        '[[handlers]]\nname = "chat"\ntype = "slack"\nwebhook_url = "https://hooks.example/x"\n'
+        '[[handlers]]\nname = "bucket"\ntype = "s3"\nbucket = "songs"\n'
+        '[[handlers]]\nname = "notify"\ntype = "apprise"\nurls = ["json://127.0.0.1/x"]\n'
+        '[[handlers]]\nname = "fwd"\ntype = "forward"\nurl = "https://hooks.example/y"\n'
+        'secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"\n',
+    )
+    assert [] == handlers.route("delivery.dead", "producer", {}, None)
+    assert [] == handlers.route_dead("song.completed", "disk", "producer", {})
+
+
+def test_a_dead_letter_alerts_its_subscribers_but_not_itself_and_never_loops(
+    tmp_path: Path,
+) -> None:
+    """`delivery.dead` goes to every handler taking it (platform and label filters apply, the
+    task's own handler choice does not), never to the handler that died, and an alert that
+    dies alerts nobody."""
+    log = str(tmp_path / "x")
+    handlers = _handlers(
+        tmp_path,
+        _recorder("songs", log)
+        + _recorder("pager", log, 'events = ["song.completed", "delivery.dead"]')
+        + _recorder("chat", log, 'events = ["delivery.dead"]')
+        + _recorder("ads-chat", log, 'events = ["delivery.dead"]\nlabels = { team = "ads" }'),
+    )
+    assert [("pager", 0), ("chat", 0)] == handlers.route_dead(
+        "song.completed", "songs", "producer", {}
+    )
+    assert [("chat", 0), ("ads-chat", 0)] == handlers.route_dead(
+        "song.completed", "pager", "sonic", {"team": "ads"}
+    )
+    assert [] == handlers.route_dead("delivery.dead", "chat", "producer", {})
+    assert ["pager", "chat"] == [
+        n for n, _ in handlers.route("delivery.dead", "producer", {}, None)
+    ]
+
+
 def test_after_gives_stages_and_must_name_an_earlier_handler(tmp_path: Path) -> None:
     """`after` puts a handler one stage after its dependencies; a later or unknown name fails."""
     log = str(tmp_path / "x")

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ import pytest
 
 from handlers.base import Handler, HandlerError
 from handlers.slack import SlackHandler, escape
+from receiver.alerts import DeadNotice
 from receiver.models import Event
 from tests.conftest import MakeContext
 from tests.servers import free_port, run_asgi
@@ -432,3 +434,85 @@ def test_slack_is_a_handler_with_its_own_default_events() -> None:
     assert isinstance(handler, Handler)
     expected = ("task.submitted", "song.completed", "song.failed", "task.timed_out")
     assert expected == SlackHandler.default_events
+
+
+def dead_event(title: str = "Rainy Office", error: str = "AccessDenied", **fields: Any) -> Event:
+    """A `delivery.dead` alert: the S3 handler `bucket` gave up on clip-1's song."""
+    about = make_event(title=title)
+    notice = DeadNotice.for_death(
+        about,
+        handler="bucket",
+        handler_type="s3",
+        delivery_id="d-9",
+        error=error,
+        blame="destination",
+        attempts=3,
+        public_url="https://relay.example",
+    )
+    clip = {**notice.as_clip(), **fields}
+    return dataclasses.replace(about, id="evt-dead", kind="delivery.dead", clip=clip, error=error)
+
+
+async def test_dead_letter_alert_names_handler_song_error_blame_and_replay_link(
+    catcher: SlackCatcher, url: str, make_ctx: MakeContext
+) -> None:
+    """The alert says which handler gave up on which song, why, whom to blame, where to replay."""
+    await webhook(url).handle(dead_event(), make_ctx(task_url=TASK_URL))
+    [sent] = catcher.sent("webhook")
+    assert (
+        "⚠️ bucket: the S3 upload of “Rainy Office” failed after 3 attempts: AccessDenied"
+        f" (blame: destination) — replay: <{TASK_URL}|dashboard>"
+    ) == sent.body["text"]
+    assert [
+        {
+            "type": "header",
+            "text": {"type": "plain_text", "text": "⚠️ S3 upload failed: Rainy Office"},
+        },
+        {
+            "type": "section",
+            "text": {
+                "type": "mrkdwn",
+                "text": "*Handler:* bucket (s3)\n"
+                "*Event:* song.completed of clip clip-1 (task task-1)\n"
+                "*Error:* AccessDenied\n"
+                "*Blame:* destination — the destination refused it",
+            },
+        },
+        {
+            "type": "section",
+            "text": {"type": "mrkdwn", "text": f"Replay it from the <{TASK_URL}|dashboard>"},
+        },
+    ] == sent.body["blocks"]
+
+
+async def test_dead_letter_alert_text_is_escaped_and_pings_only_the_mention(
+    catcher: SlackCatcher, url: str, make_ctx: MakeContext
+) -> None:
+    """A hostile title or error reaches the channel inert; a plugin's action is a `delivery`."""
+    event = dead_event(title="<!channel> & co", error="<@U1> said no", handler_type="my.plugin:X")
+    await webhook(url, mention="<!here>").handle(event, make_ctx())
+    [sent] = catcher.sent("webhook")
+    assert sent.body["text"].startswith(
+        "<!here> ⚠️ bucket: the delivery of “&lt;!channel&gt; &amp; co” failed after 3 attempts:"
+        " &lt;@U1&gt; said no (blame: destination)"
+    )
+
+
+async def test_bot_posts_a_dead_letter_alert_to_the_channel_not_a_song_thread(
+    catcher: SlackCatcher, url: str, make_ctx: MakeContext
+) -> None:
+    """An alert is its own message, even when the task has a "generating…" thread; a replayed
+    alert edits the alert, not the song."""
+    handler = bot(url, on_done="update")
+    generating = await handler.handle(make_event("task.submitted"), make_ctx())
+    assert generating is not None
+    task_results = {"team-chat": generating}
+    alert = await handler.handle(dead_event(), make_ctx(task_results=task_results))
+    assert alert is not None
+    [first, second] = catcher.sent("chat.postMessage")
+    assert "thread_ts" not in second.body and "C0MUSIC" == alert["channel"]
+    assert alert["ts"] != generating["ts"]
+    await handler.handle(dead_event(), make_ctx(task_results=task_results, previous_result=alert))
+    [edit] = catcher.sent("chat.update")
+    assert alert["ts"] == edit.body["ts"]
+    assert first.body["text"].startswith("🎵 Generating")

@@ -5,6 +5,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -16,6 +19,7 @@ from receiver.errors import InsufficientCredits, TaskNotFound, UpstreamRejected
 from receiver.models import CallbackBody, CreateAnswer, TaskAnswer, normalise
 from receiver.upstream import UpstreamClient
 from tests.catcher import SECRET, Catcher, Hooks, wait_for
+from tests.conftest import Relay
 from tests.keyed_sandbox import keyed_fixtures
 from tests.servers import run_asgi
 
@@ -324,3 +328,51 @@ async def test_costs_15_and_concat_2(make_sandbox: Callable[..., str]) -> None:
         await upstream.create_sonic(concat)
         assert 12 == (await upstream.credits()).credits
     assert "the sonic create costs 15 credits" in caught.value.message
+
+
+LYRICS = "[Verse]\nNeon rain on an empty street\n[Chorus]\nFuzz dream, fuzz dream"
+
+
+@pytest.mark.slow
+def test_relay_keeps_a_sonic_title_given_with_lyrics(relay: Relay) -> None:
+    """Through the API, a sonic title with lyrics (custom mode) is the one the provider
+    keeps: `task.submitted` and both completed songs carry it."""
+    task = relay.submit("dream pop", family="sonic", title="Fuzz Dream", lyrics=LYRICS)
+    assert (True, "Fuzz Dream") == (task["params"]["custom_mode"], task["params"]["title"])
+    done = relay.wait_settled(task["id"])
+    titles = [(e["kind"], (e.get("clip") or {}).get("title")) for e in done["events"]]
+    assert [("task.submitted", "Fuzz Dream")] + [("song.completed", "Fuzz Dream")] * 2 == sorted(
+        titles, key=lambda kind_title: kind_title[0] != "task.submitted"
+    )
+
+
+@pytest.mark.slow
+def test_relay_refuses_a_sonic_title_without_lyrics(relay: Relay, sandbox: str) -> None:
+    """A sonic title without lyrics would be dropped by the provider (description mode names
+    the song itself): the API answers 400 naming `title` and the fix, the CLI says so in one
+    line, and nothing is created upstream or stored."""
+    created_before = len(httpx.get(f"{sandbox}/sandbox/tasks", timeout=5).json())
+    answer = httpx.post(
+        f"{relay.url}/api/tasks",
+        json={"family": "sonic", "params": {"sound": "dream pop", "title": "Fuzz Dream"}},
+        headers=relay.admin,
+        timeout=15,
+    )
+    assert (400, "bad_request") == (answer.status_code, answer.json()["error"])
+    detail = answer.json()["detail"]
+    assert detail.startswith("title: ") and "lyrics" in detail
+    command = ["submit", "dream pop", "--family", "sonic", "--title", "Fuzz Dream"]
+    done = subprocess.run(
+        [sys.executable, "-m", "receiver", *command],
+        env={**os.environ, **relay.env},
+        cwd=relay.workdir,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert 2 == done.returncode  # the input must change, as for an unknown handler
+    line = done.stderr.strip().splitlines()[-1]  # warnings may be logged above it
+    assert line.startswith("error: title: ") and "--lyrics" in line
+    assert "Traceback" not in done.stderr
+    assert 0 == relay.count("tasks")
+    assert created_before == len(httpx.get(f"{sandbox}/sandbox/tasks", timeout=5).json())

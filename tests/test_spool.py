@@ -5,6 +5,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -14,8 +17,10 @@ import httpx
 import pytest
 
 from handlers.base import HandlerError
-from receiver.spool import DownloadPolicy, Spool
+from receiver.spool import DownloadPolicy, Spool, SpoolSweep, sweep_stale
+from tests.conftest import REPO
 from tests.media_server import WAV, Media, serve_media
+from tests.servers import Process, free_port
 
 
 @pytest.fixture(scope="module")
@@ -255,7 +260,6 @@ async def test_client_error_is_permanent_and_hides_the_query(
 
 async def test_unreachable_source_is_retryable(make_spool: MakeSpool) -> None:
     """A refused connection is reported as unavailable, to be retried."""
-    from tests.servers import free_port
 
     with pytest.raises(HandlerError) as caught:
         await make_spool().fetch(f"http://127.0.0.1:{free_port()}/a.wav")
@@ -273,3 +277,114 @@ async def test_event_id_cannot_leave_the_root_and_cleanup_removes_it(
     assert root in found.path.resolve().parents
     spool.cleanup()
     assert (False, True) == (found.path.exists(), other.path.exists())
+
+
+STALE_S = 2 * 24 * 3600
+"""Older than the sweep's threshold (a day) by a wide margin."""
+
+
+def make_spool_entry(root: Path, name: str, age_s: float = 0.0, part: bool = False) -> Path:
+    """An event's spool folder as a download leaves it (file, sidecar, or a half-written
+    `.part`), with every mtime set `age_s` seconds in the past."""
+    folder = root / name
+    folder.mkdir(parents=True)
+    if part:
+        (folder / ".0123456789abcdef.wav.a1b2c3d4e5f6.part").write_bytes(b"half")
+    else:
+        (folder / "0123456789abcdef.wav").write_bytes(WAV)
+        (folder / "0123456789abcdef.wav.meta.json").write_text('{"size": 1}')
+    then = time.time() - age_s
+    for path in [*folder.iterdir(), folder]:
+        os.utime(path, (then, then))
+    return folder
+
+
+@pytest.mark.parametrize("verb", ["worker", "serve"])
+def test_start_up_removes_stale_spool_folders_and_keeps_fresh_ones(
+    tmp_path: Path, verb: str
+) -> None:
+    """A folder left by a kill -9 a day ago is swept when `aimusic-relay worker` (or `serve`,
+    whose dispatcher runs in-process on SQLite) starts; a folder touched a moment ago (a
+    download in flight in another process) is kept."""
+    root = tmp_path / "spool"
+    stale = make_spool_entry(root, uuid.uuid4().hex, age_s=STALE_S, part=True)
+    fresh = make_spool_entry(root, uuid.uuid4().hex, part=True)
+    env = {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'relay.db'}",
+        "RELAY_SPOOL_DIR": str(root),
+        "AIMUSIC_BASE_URL": "http://127.0.0.1:9",
+        "RELAY_LOG_FORMAT": "json",
+        "PYTHONPATH": str(REPO),
+    }
+    args = ["serve", "--port", str(free_port())] if verb == "serve" else ["worker"]
+    worker = Process(args, env, tmp_path, tmp_path / "worker.log")
+    try:
+        deadline = time.monotonic() + 30
+        while "dispatcher started" not in worker.output():
+            assert worker.popen.poll() is None, worker.output()
+            assert time.monotonic() < deadline, worker.output()
+            time.sleep(0.05)
+    finally:
+        code = worker.stop()  # uvicorn (serve) ends a SIGTERM with the signal's own status
+        assert code in ((0,) if verb == "worker" else (0, -15)), worker.output()
+    assert (False, True) == (stale.exists(), fresh.exists()), worker.output()
+    [swept] = [json.loads(line) for line in worker.output().splitlines() if "spool swept" in line]
+    assert ([stale.name], 1) == (swept["removed"], swept["count"])
+
+
+def age(path: Path, age_s: float) -> None:
+    """Set `path`'s mtime `age_s` seconds in the past."""
+    then = time.time() - age_s
+    os.utime(path, (then, then), follow_symlinks=False)
+
+
+async def test_a_real_spool_folder_is_swept_once_stale(
+    media: Media, tag: str, make_spool: MakeSpool, tmp_path: Path
+) -> None:
+    """The folder a real download leaves (file and sidecar) is recognised and removed once it
+    is a day old, and the bytes it held are counted."""
+    found = await make_spool("evt-old").fetch(f"{media.url}/song.wav?{tag}")
+    await make_spool("evt-new").fetch(f"{media.url}/song.wav?{tag}")
+    root = tmp_path / "spool"
+    for path in [*found.path.parent.iterdir(), found.path.parent]:
+        age(path, STALE_S)
+    swept = sweep_stale(root)
+    assert ("evt-old",) == swept.removed
+    assert len(WAV) < swept.freed_bytes < len(WAV) + 200  # the file and its small sidecar
+    assert ["evt-new"] == sorted(p.name for p in root.iterdir())
+
+
+def test_a_download_in_flight_keeps_an_old_folder(tmp_path: Path) -> None:
+    """A folder made long ago whose `.part` file is still being written is not stale."""
+    folder = make_spool_entry(tmp_path, "evt-busy", age_s=STALE_S, part=True)
+    part = next(folder.iterdir())
+    with part.open("ab") as handle:
+        handle.write(b"more")
+    assert SpoolSweep() == sweep_stale(tmp_path)
+    assert part.exists()
+
+
+def test_only_folders_shaped_like_the_spool_are_touched(tmp_path: Path) -> None:
+    """A mistaken RELAY_SPOOL_DIR loses nothing: old folders holding other files, subfolders,
+    hidden folders, plain files and symlinks stay; only the spool's own folder goes."""
+    notes = tmp_path / "Documents"
+    notes.mkdir()
+    (notes / "notes.txt").write_text("keep me")
+    nested = make_spool_entry(tmp_path, "nested")
+    (nested / "fedcba9876543210.mp3").mkdir()  # a folder, though named like a download
+    hidden = make_spool_entry(tmp_path, ".cache")
+    (tmp_path / "0123456789abcdef.wav").write_bytes(WAV)
+    outside = make_spool_entry(tmp_path / "elsewhere", "evt-linked", age_s=STALE_S)
+    (tmp_path / "evt-link").symlink_to(outside, target_is_directory=True)
+    make_spool_entry(tmp_path, "evt-dead", age_s=STALE_S)
+    for path in tmp_path.rglob("*"):
+        age(path, STALE_S)
+    swept = sweep_stale(tmp_path)
+    assert SpoolSweep(("evt-dead",), len(WAV) + len('{"size": 1}')) == swept
+    kept = [notes, nested, hidden, tmp_path / "0123456789abcdef.wav", tmp_path / "evt-link"]
+    assert all(p.exists() for p in [*kept, outside / "0123456789abcdef.wav"])
+
+
+def test_a_missing_spool_directory_is_nothing_to_sweep(tmp_path: Path) -> None:
+    """Before the first download there is no spool directory, and that is not an error."""
+    assert SpoolSweep() == sweep_stale(tmp_path / "never-made")

@@ -6,8 +6,11 @@ A form error is a readable sentence shown above the form, never a 500: the opera
 from __future__ import annotations
 
 import dataclasses
+import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from starlette.datastructures import FormData
 
@@ -20,14 +23,18 @@ from receiver.errors import (
     UpstreamForbidden,
     UpstreamRejected,
 )
+from receiver.models import FAMILIES as ALL_FAMILIES
+from receiver.routes._params import TASK_STATES
 from receiver.submit import SubmitRequest
 
 __all__ = [
     "FormError",
     "SubmitForm",
+    "TaskFilter",
     "parse_labels",
     "parse_since",
     "read_submit_form",
+    "read_task_filter",
     "safe_back",
     "submit_request",
     "upstream_message",
@@ -97,6 +104,54 @@ def parse_labels(text: str) -> dict[str, str]:
             raise FormError(f"Labels: write “{item}” as key=value, e.g. team=ads.")
         labels[key.strip()] = value.strip()
     return labels
+
+
+_LABEL_KEY = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+"""The label keys the task list filters on (the same rule as `GET /api/tasks?label=`)."""
+_MAX_SEARCH = 200
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TaskFilter:
+    """The task list's GET form, as typed (shown again) and as the store reads it."""
+
+    state: str = ""
+    family: str = ""
+    label: str = ""
+    q: str = ""
+    labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    def query(self, **extra: int) -> str:
+        """This filter as a query string (for the pager), empty fields left out."""
+        fields = {"state": self.state, "family": self.family, "label": self.label, "q": self.q}
+        return urlencode({**{k: v for k, v in fields.items() if v}, **extra})
+
+
+def read_task_filter(query: Mapping[str, str]) -> tuple[TaskFilter, str | None]:
+    """The filter from the query string and the first error in it (None when it is fine);
+    with an error the fields are still returned, to be shown again in the form."""
+    typed = TaskFilter(
+        state=query.get("state", "").strip(),
+        family=query.get("family", "").strip(),
+        label=query.get("label", "").strip(),
+        q=query.get("q", "").strip(),
+    )
+    try:
+        if typed.state and typed.state not in TASK_STATES:
+            raise FormError(f"State: choose one of {', '.join(TASK_STATES)}.")
+        if typed.family and typed.family not in ALL_FAMILIES:
+            raise FormError(f"Family: choose one of {', '.join(ALL_FAMILIES)}.")
+        if len(typed.q) > _MAX_SEARCH:
+            raise FormError(f"Search: at most {_MAX_SEARCH} characters.")
+        labels = parse_labels(typed.label)
+        bad = next((key for key in labels if not _LABEL_KEY.fullmatch(key)), None)
+        if bad is not None:
+            raise FormError(
+                f"Labels: “{bad[:40]}” is not a label name (letters, digits, '_', '.', '-')."
+            )
+    except FormError as exc:
+        return typed, str(exc)
+    return dataclasses.replace(typed, labels=labels), None
 
 
 def parse_since(text: str) -> float:

@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from receiver.dashboard.charts import number
 from receiver.dashboard.redact import Redactor
 from receiver.dashboard.session import csrf_token, pop_flash
 from receiver.services import Services
@@ -45,6 +47,9 @@ BADGES = {
 @jinja2.pass_context
 def _finalize(context: jinja2.runtime.Context, value: Any) -> Any:
     redactor = context.get("redactor")
+    if isinstance(value, Markup) and isinstance(redactor, Redactor):
+        # Markup built by our code (the charts): scrubbing a secret out keeps it valid markup.
+        return Markup(redactor.text(str(value)))  # noqa: S704 - already-escaped markup
     if isinstance(value, str) and isinstance(redactor, Redactor):
         return redactor.text(value)
     return "" if value is None else value
@@ -88,7 +93,7 @@ _env = jinja2.Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-_env.filters.update(when=_when, clock=_clock, ago=_ago, duration=_duration)
+_env.filters.update(when=_when, clock=_clock, ago=_ago, duration=_duration, number=number)
 _env.globals["badge"] = lambda state: BADGES.get(str(state), "info")
 
 

@@ -3,7 +3,9 @@
 Two nets, because either alone leaks: by *key name* (a payload's `webhook_secret`, an
 `Authorization` header, an `api_key` we have never seen the value of) and by *value* (our own
 secrets wherever they turn up, e.g. inside an error message). Callback URLs carry a signed token
-in their path; it is replaced by `…` so the URL stays readable but cannot be replayed.
+in their path; `hide_callback_token` replaces it by `(hidden)` so the URL stays readable but
+cannot be replayed. The API's rows, the CLI and these pages all use that one function, so a
+task's callback URL reads the same wherever it is shown.
 """
 
 from __future__ import annotations
@@ -14,15 +16,27 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
-__all__ = ["HIDDEN", "Redactor"]
+__all__ = ["HIDDEN", "HIDDEN_TOKEN", "Redactor", "hide_callback_token"]
 
 HIDDEN = "…"
 """What a hidden value is shown as."""
+HIDDEN_TOKEN = "(hidden)"  # noqa: S105 - the placeholder shown instead of a token, not one
+"""What a callback URL's signed token is shown as, on every surface."""
 
 _SECRET_WORDS = ("secret", "token", "key", "password", "passwd", "authorization", "signature")
 _WEBHOOK_PATH = re.compile(r"(/webhooks/aimusic/)[^/?#\s\"']+")
 _URL = re.compile(r"https?://[^\s\"'<>]+")
 _MAX_PAYLOAD_CHARS = 64 * 1024
+
+
+def hide_callback_token(text: str) -> str:
+    """`text` with the signed token of every `/webhooks/aimusic/<token>` URL cut out.
+
+    The token lets anyone who holds it post callbacks for the task, so it never leaves the
+    relay; the stored params keep the real URL, which the provider and the poller need."""
+    if "/webhooks/aimusic/" not in text:  # the common case, without running the pattern
+        return text
+    return _WEBHOOK_PATH.sub(rf"\g<1>{HIDDEN_TOKEN}", text)
 
 
 def is_secret_name(name: str) -> bool:
@@ -43,7 +57,7 @@ class Redactor:
         return Redactor([*self._values, *values])
 
     def text(self, value: str) -> str:
-        """`value` with every known secret and callback token replaced by `…`.
+        """`value` with every known secret replaced by `…`, callback tokens by `(hidden)`.
 
         Used on everything a page prints. It leaves other URLs whole, so a provider's signed
         media link still plays in `<audio>`; payloads shown as text also get `value()`'s
@@ -51,7 +65,7 @@ class Redactor:
         for secret in self._values:
             if secret in value:
                 value = value.replace(secret, HIDDEN)
-        return _WEBHOOK_PATH.sub(rf"\g<1>{HIDDEN}", value)
+        return hide_callback_token(value)
 
     def value(self, value: Any) -> Any:
         """A copy of a JSON-like value with secret-named keys hidden and strings scrubbed."""

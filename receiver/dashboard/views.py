@@ -9,17 +9,22 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from receiver.dashboard.redact import Redactor
 from receiver.models import TASK_LEVEL_CLIP
 
 __all__ = [
+    "Landing",
     "Song",
     "TimelineEntry",
+    "disk_file",
+    "landings",
     "latest_songs",
     "payloads",
     "song",
+    "song_label",
     "task_songs",
     "timeline",
 ]
@@ -37,6 +42,7 @@ class Song:
     duration: float | None
     tags: str | None
     error: str | None
+    lyrics: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -66,7 +72,15 @@ def song(event: Mapping[str, Any], redactor: Redactor) -> Song:
         duration=float(duration) if isinstance(duration, int | float) else None,
         tags=str(clip.get("tags") or clip.get("sound") or "") or None,
         error=redactor.text(str(_error_of(event, clip))) or None,
+        lyrics=_lyrics(clip, redactor),
     )
+
+
+def _lyrics(clip: Mapping[str, Any], redactor: Redactor) -> str | None:
+    lyrics = clip.get("lyrics")
+    if not isinstance(lyrics, str) or not lyrics.strip():
+        return None
+    return redactor.text(lyrics.strip())
 
 
 def _error_of(event: Mapping[str, Any], clip: Mapping[str, Any]) -> str:
@@ -200,3 +214,91 @@ def payloads(
             caption += f" · {row['event_header']}"
         shown.append((caption, redactor.pretty(bytes(row["body"]))))
     return shown
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Landing:
+    """One line of "where this copy landed": a caption, the text, a link when it is web."""
+
+    label: str
+    text: str
+    href: str | None = None
+
+
+_RESULT_LINES = (
+    ("path", "File"),
+    ("cover", "Cover"),
+    ("lyrics", "Lyrics"),
+    ("metadata", "Metadata"),
+    ("url", "URL"),
+)
+"""Result keys the built-in handlers use (disk: path/cover/lyrics/metadata; s3: url)."""
+_SKIPPED_KEYS = frozenset({"bucket", "key", "size", "etag", "cover_key", "event", "thread_ts"})
+"""Details already said by the lines above (s3's url holds bucket and key)."""
+
+
+def landings(result: Mapping[str, Any] | None, redactor: Redactor) -> list[Landing]:
+    """A delivery's stored `result` as lines: disk paths, an S3 or web URL, a Slack message
+    (its permalink when stored, else channel and ts), then any other scalar field."""
+    if not result:
+        return []
+    # Paths and URLs only lose known secrets (a presigned link keeps working, like a media
+    # URL); every other field also goes through the secret-named-key net.
+    text = {k: redactor.text(v) for k, v in result.items() if isinstance(v, str) and v}
+    found: list[Landing] = []
+    for key, caption in _RESULT_LINES:
+        if key in text:
+            found.append(Landing(caption, text[key], _web(text[key]) if key == "url" else None))
+    if "permalink" in text:
+        found.append(Landing("Message", text["permalink"], _web(text["permalink"])))
+    elif text.get("channel") and text.get("ts"):
+        found.append(Landing("Message", f"channel {text['channel']} · ts {text['ts']}"))
+    used = {key for key, _ in _RESULT_LINES} | {"permalink", "channel", "ts"} | _SKIPPED_KEYS
+    others = redactor.value({k: v for k, v in result.items() if k not in used})
+    for key, value in others.items():
+        if isinstance(value, str | int | float | bool) and value != "":
+            found.append(Landing(str(key), str(value)))
+    return found
+
+
+def _web(url: str) -> str | None:
+    return url if url.startswith(("https://", "http://")) else None
+
+
+def disk_file(result: Mapping[str, Any] | None, directory: str) -> Path | None:
+    """The audio file a disk delivery wrote, only if it is a regular file inside the disk
+    handler's configured `directory` once every `..` and symlink is resolved; else None.
+
+    The stored path is data (a replayed or edited row could hold anything), so it is never
+    trusted: this is what keeps the download route from serving arbitrary files."""
+    stored = (result or {}).get("path")
+    if not isinstance(stored, str) or not stored or "\x00" in stored:
+        return None
+    base = Path(directory).resolve()
+    try:
+        target = Path(stored).resolve(strict=True)
+    except (OSError, RuntimeError):
+        return None
+    if base not in target.parents or not target.is_file():
+        return None
+    return target
+
+
+def song_label(
+    event: Mapping[str, Any], task: Mapping[str, Any] | None, songs: Iterable[Song]
+) -> str:
+    """What a link to an event's song reads: its title, else the task's first titled song,
+    the requested title or the prompt — never the event kind."""
+    clip: Mapping[str, Any] = event.get("clip") or {}
+    if clip.get("title"):
+        return str(clip["title"])
+    titled = next((s.title for s in songs if s.title != "Untitled"), None)
+    if titled:
+        return titled
+    params: Mapping[str, Any] = (task or {}).get("params") or {}
+    if params.get("title"):
+        return str(params["title"])
+    prompt = str((task or {}).get("prompt") or "")
+    if not prompt:
+        return "Untitled song"
+    return prompt if len(prompt) <= 60 else prompt[:59] + "…"

@@ -7,8 +7,11 @@ import hmac
 from datetime import UTC, datetime
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+
+from receiver.dashboard.redact import hide_callback_token
 
 __all__ = [
     "BODY_TIMEOUT_S",
@@ -17,6 +20,8 @@ __all__ = [
     "body_timeout_answer",
     "error",
     "first_line",
+    "http_exception_answer",
+    "is_api",
     "present",
     "read_body",
     "require_admin",
@@ -80,6 +85,33 @@ async def body_timeout_answer(request: Request, exc: Exception) -> Response:
     )
 
 
+def is_api(path: str) -> bool:
+    """`/api` and everything under it (not `/apiary`): the paths whose every answer is JSON."""
+    return path == "/api" or path.startswith("/api/")
+
+
+async def http_exception_answer(request: Request, exc: Exception) -> Response:
+    """Routing's own refusals (no such path, wrong method). Under `/api` they are the contract's
+    JSON error, 405 keeping its `Allow` header, so a client never has to parse plain text;
+    elsewhere they stay Starlette's plain answers (the dashboard and probes rely on those)."""
+    if not isinstance(exc, HTTPException):  # pragma: no cover - registered for HTTPException
+        raise exc
+    headers = dict(exc.headers or {})
+    if not is_api(request.url.path):
+        if exc.status_code in (204, 304):
+            return Response(status_code=exc.status_code, headers=headers)
+        return PlainTextResponse(exc.detail, status_code=exc.status_code, headers=headers)
+    where = f"{request.method} {request.url.path[:200]}"
+    if exc.status_code == 404:
+        return error(404, "not_found", f"{where}: no such API route; see GET /api/openapi.json")
+    if exc.status_code == 405:
+        allowed = ", ".join(sorted(m.strip() for m in headers.get("Allow", "").split(",") if m))
+        headers["Allow"] = allowed  # Starlette joins a set: sorted, the header reads the same
+        return error(405, "method_not_allowed", f"{where}: this route answers {allowed}", headers)
+    code = exc.detail.lower().replace(" ", "_") if exc.detail else "http_error"
+    return error(exc.status_code, code, f"{where}: {exc.detail}", headers)
+
+
 def require_admin(request: Request, token: str | None) -> JSONResponse | None:
     """None when the bearer token matches `RELAY_ADMIN_TOKEN`, else the 401 to send."""
     if token is None:
@@ -94,7 +126,9 @@ def require_admin(request: Request, token: str | None) -> JSONResponse | None:
 
 
 def present(value: Any) -> Any:
-    """Rows for JSON: `*_at` unix times become ISO 8601, raw bytes are dropped."""
+    """Rows for JSON: `*_at` unix times become ISO 8601, raw bytes are dropped, and a callback
+    URL's signed token is cut out (`/webhooks/aimusic/(hidden)`). The API, `--json` and the
+    dashboard all show rows through here or `hide_callback_token`, so none prints a token."""
     if isinstance(value, dict):
         shown: dict[str, Any] = {}
         for key, item in value.items():
@@ -107,4 +141,6 @@ def present(value: Any) -> Any:
         return shown
     if isinstance(value, list):
         return [present(item) for item in value]
+    if isinstance(value, str):
+        return hide_callback_token(value)
     return value

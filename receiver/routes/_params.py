@@ -1,7 +1,9 @@
 """Query parameters of the admin API, checked strictly: a wrong value is a 400 naming it.
 
 Silently falling back to a default (`limit=abc` → 50) hides a caller's bug and pages through
-the wrong rows; we refuse instead.
+the wrong rows; we refuse instead. The same goes for a parameter the route does not take
+(`?hanlder=disk` would otherwise list every delivery) and a handler name nobody configured
+(`handler=nope` answered an empty list, and a bulk replay of nothing, as if all were well).
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ __all__ = [
     "BadParam",
     "check_path",
     "choice",
+    "handler",
     "labels",
+    "only",
     "paging",
     "text",
     "unsafe_text",
@@ -81,6 +85,25 @@ def text(query: QueryParams, name: str) -> str | None:
     problem = unsafe_text(value)
     if problem:
         raise BadParam(name, problem)
+    return value
+
+
+def only(query: QueryParams, accepted: Collection[str]) -> None:
+    """Refuse the first parameter that is not one of `accepted` (those the route documents)."""
+    for name in query:
+        if name not in accepted:
+            takes = ", ".join(sorted(accepted)) if accepted else "no query parameters"
+            raise BadParam(name[:64], f"not a parameter of this route; it takes {takes}")
+
+
+def handler(query: QueryParams, configured: Collection[str]) -> str | None:
+    """The `handler` filter, if given, when it names a configured handler."""
+    value = text(query, "handler")
+    if value is not None and value not in configured:
+        names = ", ".join(configured) or "none"
+        raise BadParam(
+            "handler", f"{value[:40]!r} is not a configured handler; configured: {names}"
+        )
     return value
 
 

@@ -8,6 +8,7 @@ dashboard does not exist then (the `/api` twin answers 401 `admin_disabled`).
 from __future__ import annotations
 
 import hmac
+import time
 from typing import Any
 
 from starlette.datastructures import FormData
@@ -18,7 +19,7 @@ from starlette.routing import Route
 
 from receiver.auth_limit import client_address, limiter_for, retry_after_s
 from receiver.config import Settings
-from receiver.dashboard import forms, views
+from receiver.dashboard import files, forms, overview, views
 from receiver.dashboard.guard import csrf_refused, message, page, read_form, store_unavailable
 from receiver.dashboard.pages import STATIC, redactor_for, render
 from receiver.dashboard.session import (
@@ -31,8 +32,9 @@ from receiver.dashboard.session import (
     log_out,
 )
 from receiver.errors import StoreUnavailable, UpstreamError
+from receiver.models import FAMILIES
 from receiver.routes._http import BodyTooLarge
-from receiver.routes._params import DELIVERY_STATES
+from receiver.routes._params import DELIVERY_STATES, TASK_STATES
 from receiver.services import Services
 from receiver.submit import SubmitRefused, submit
 
@@ -116,15 +118,30 @@ async def logout(request: Request, services: Services, form: FormData) -> Respon
 
 
 async def tasks_page(request: Request, services: Services, form: FormData) -> Response:
+    """The first page: the overview charts, then the tasks the GET form's filter selects."""
     offset = _int(request.query_params.get("offset"), 0)
-    found = await services.store.reads.list_tasks(PAGE_SIZE + 1, offset)
+    chosen, error = forms.read_task_filter(request.query_params)
+    reads = services.store.reads
+    found = []
+    if error is None:
+        found = await reads.list_tasks(
+            PAGE_SIZE + 1,
+            offset,
+            state=chosen.state or None,
+            family=chosen.family or None,
+            labels=chosen.labels,
+            search=chosen.q or None,
+        )
     shown = found[:PAGE_SIZE]
     redactor = redactor_for(services)
-    events = await services.store.reads.events_for(task_refs=[t["id"] for t in shown])
-    dead_count = await services.store.reads.count_deliveries("dead")
+    events = await reads.events_for(task_refs=[t["id"] for t in shown]) if shown else []
+    dead_count = await reads.count_deliveries("dead")
+    handlers = [h.name for h in services.handlers]
+    charts = await overview.read_overview(reads, handlers, time.time()) if offset == 0 else None
     return render(
         request,
         "tasks.html",
+        400 if error else 200,
         redactor=redactor,
         dead_count=dead_count,
         tasks=shown,
@@ -132,6 +149,12 @@ async def tasks_page(request: Request, services: Services, form: FormData) -> Re
         offset=offset,
         page_size=PAGE_SIZE,
         has_next=len(found) > PAGE_SIZE,
+        chosen=chosen,
+        filter_error=error,
+        filtered=any((chosen.state, chosen.family, chosen.label, chosen.q)),
+        states=TASK_STATES,
+        families=FAMILIES,
+        overview=charts,
     )
 
 
@@ -143,6 +166,7 @@ async def task_page(request: Request, services: Services, form: FormData) -> Res
     bodies = (
         await services.store.reads.inbox_bodies(task["upstream_id"]) if task["upstream_id"] else []
     )
+    deliveries = [d for event in task["events"] for d in event["deliveries"]]
     return render(
         request,
         "task.html",
@@ -152,7 +176,20 @@ async def task_page(request: Request, services: Services, form: FormData) -> Res
         songs=views.task_songs(task["events"], redactor),
         timeline=views.timeline(task, redactor),
         payloads=views.payloads(task, bodies, redactor),
+        landed={d["id"]: views.landings(d["result"], redactor) for d in deliveries},
+        downloads={d["id"] for d in deliveries if files.disk_copy(services, d) is not None},
     )
+
+
+async def download(request: Request, services: Services, form: FormData) -> Response:
+    """A disk copy of a task's song, streamed by the relay (`receiver.dashboard.files`)."""
+    found = await files.task_file(
+        services, request.path_params["task_id"], request.path_params["delivery_id"]
+    )
+    if found is None:
+        text = "That delivery has no file on disk to download."
+        return message(request, 404, "No such file", text)
+    return FileResponse(found, filename=found.name)
 
 
 async def deliveries_page(request: Request, services: Services, form: FormData) -> Response:
@@ -170,12 +207,23 @@ async def deliveries_page(request: Request, services: Services, form: FormData) 
     others = [d for d in found[:PAGE_SIZE] if d["state"] != "dead"]
     rows = [*dead, *others] if state is None else found[:PAGE_SIZE]
     events = await store.reads.events_for(ids=list({d["event_id"] for d in rows}))
+    redactor = redactor_for(services)
+    refs = list({str(e["task_ref"]) for e in events if e["task_ref"]})
+    owners = {t["id"]: t for t in await store.reads.tasks_by_id(refs)}
+    by_task = views.latest_songs(await store.reads.events_for(task_refs=refs), redactor)
     return render(
         request,
         "deliveries.html",
+        redactor=redactor,
         rows=rows,
         dead_count=len(dead),
         events={e["id"]: e for e in events},
+        titles={
+            e["id"]: views.song_label(
+                e, owners.get(str(e["task_ref"])), by_task.get(str(e["task_ref"]), [])
+            )
+            for e in events
+        },
         state=state or "",
         handler=handler or "",
         handlers=[h.name for h in services.handlers],
@@ -263,6 +311,7 @@ routes = [
     Route("/admin/logout", page(logout), methods=["POST"]),
     Route("/admin/static/app.css", stylesheet, methods=["GET"]),
     Route("/admin/tasks/{task_id}", page(task_page), methods=["GET"]),
+    Route("/admin/tasks/{task_id}/download/{delivery_id}", page(download), methods=["GET"]),
     Route("/admin/deliveries", page(deliveries_page), methods=["GET"]),
     Route("/admin/deliveries/replay-dead", page(replay_dead), methods=["POST"]),
     Route("/admin/deliveries/{delivery_id}/replay", page(replay_delivery), methods=["POST"]),

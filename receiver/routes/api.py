@@ -23,7 +23,7 @@ from receiver.errors import (
     UpstreamRejected,
 )
 from receiver.models import FAMILIES, EventKind
-from receiver.openapi import openapi_document
+from receiver.openapi import openapi_document, query_parameters
 from receiver.routes import _params
 from receiver.routes._callback_json import parse_json
 from receiver.routes._http import (
@@ -40,6 +40,10 @@ from receiver.submit import SubmitRefused, SubmitRequest, submit
 __all__ = ["routes"]
 
 Endpoint = Callable[[Request, Services], Awaitable[Response]]
+Accepted = Mapping[str, frozenset[str]]
+"""Method → the query parameters the OpenAPI document gives that route and method."""
+
+_DOCUMENTED_QUERY = query_parameters()
 
 _EVENT_KINDS: tuple[str, ...] = get_args(EventKind)
 
@@ -53,8 +57,9 @@ _UPSTREAM_STATUS: list[tuple[type[UpstreamError], int, str]] = [
 ]
 
 
-def admin(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
-    """Check the bearer token, then call `endpoint`; store outages become 503.
+def admin(endpoint: Endpoint, accepted: Accepted) -> Callable[[Request], Awaitable[Response]]:
+    """Check the bearer token, then the query parameter names (`accepted`, by method), then
+    call `endpoint`; store outages become 503.
 
     An address with too many failed attempts gets 429 `too_many_attempts` with `Retry-After`
     before its token is looked at (`receiver.auth_limit`); a request without an
@@ -83,6 +88,8 @@ def admin(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
         limiter.succeeded(address)
         try:
             _params.check_path(request.path_params)
+            method = "GET" if request.method == "HEAD" else request.method
+            _params.only(request.query_params, accepted.get(method, frozenset()))
             return await endpoint(request, services)
         except _params.BadParam as exc:
             return error(400, "bad_request", exc.detail)
@@ -163,7 +170,7 @@ async def list_deliveries(request: Request, services: Services) -> Response:
     query = request.query_params
     limit, offset = _params.paging(query)
     state = _params.choice(query, "state", _params.DELIVERY_STATES)
-    handler = _params.text(query, "handler")
+    handler = _params.handler(query, _handler_names(services))
     found = await services.store.reads.list_deliveries(state, limit + 1, offset, handler=handler)
     return _page(request, found, limit, offset)
 
@@ -177,8 +184,12 @@ async def get_credits(_request: Request, services: Services) -> Response:
     return JSONResponse({"credits": answer.credits, "extra_credits": answer.extra_credits})
 
 
-async def openapi(_request: Request) -> Response:
+async def openapi(request: Request) -> Response:
     """The OpenAPI 3.1 document; public, so tools can read it before they hold a token."""
+    try:
+        _params.only(request.query_params, _DOCUMENTED_QUERY[("/api/openapi.json", "get")])
+    except _params.BadParam as exc:
+        return error(400, "bad_request", exc.detail)
     return JSONResponse(openapi_document())
 
 
@@ -199,8 +210,9 @@ async def replay_event(request: Request, services: Services) -> Response:
 
 
 async def replay_dead(request: Request, services: Services) -> Response:
-    """Bulk: every dead letter, optionally of one handler and/or since a unix time."""
-    handler = _params.text(request.query_params, "handler")
+    """Bulk: every dead letter, optionally of one (configured) handler and/or since a unix
+    time."""
+    handler = _params.handler(request.query_params, _handler_names(services))
     try:
         since = float(request.query_params.get("since", "0"))
     except ValueError:
@@ -224,6 +236,10 @@ def _page(request: Request, rows: Sequence[Mapping[str, Any]], limit: int, offse
     return JSONResponse(present(rows[:limit]), headers=headers)
 
 
+def _handler_names(services: Services) -> list[str]:
+    return [h.name for h in services.handlers]
+
+
 def _validation_detail(exc: ValidationError) -> str:
     first: dict[str, Any] = dict(exc.errors()[0])
     where = ".".join(str(p) for p in first["loc"]) or "body"
@@ -240,14 +256,20 @@ def _upstream_error(exc: UpstreamError) -> Response:
     return error(502, "upstream_error", exc.message)
 
 
+def _admin_route(path: str, endpoint: Endpoint, methods: list[str]) -> Route:
+    """A token-guarded route that takes exactly the query parameters its document lists."""
+    accepted = {m: _DOCUMENTED_QUERY.get((path, m.lower()), frozenset()) for m in methods}
+    return Route(path, admin(endpoint, accepted), methods=methods)
+
+
 routes = [
-    Route("/api/tasks", admin(tasks), methods=["GET", "POST"]),
-    Route("/api/tasks/{task_id}", admin(get_task), methods=["GET"]),
-    Route("/api/events", admin(list_events), methods=["GET"]),
-    Route("/api/deliveries", admin(list_deliveries), methods=["GET"]),
-    Route("/api/deliveries/replay-dead", admin(replay_dead), methods=["POST"]),
-    Route("/api/deliveries/{delivery_id}/replay", admin(replay_delivery), methods=["POST"]),
-    Route("/api/events/{event_id}/replay", admin(replay_event), methods=["POST"]),
-    Route("/api/credits", admin(get_credits), methods=["GET"]),
+    _admin_route("/api/tasks", tasks, ["GET", "POST"]),
+    _admin_route("/api/tasks/{task_id}", get_task, ["GET"]),
+    _admin_route("/api/events", list_events, ["GET"]),
+    _admin_route("/api/deliveries", list_deliveries, ["GET"]),
+    _admin_route("/api/deliveries/replay-dead", replay_dead, ["POST"]),
+    _admin_route("/api/deliveries/{delivery_id}/replay", replay_delivery, ["POST"]),
+    _admin_route("/api/events/{event_id}/replay", replay_event, ["POST"]),
+    _admin_route("/api/credits", get_credits, ["GET"]),
     Route("/api/openapi.json", openapi, methods=["GET"]),
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from receiver.store.base import (
     Claim,
     Claimed,
+    DeadAlert,
     DuePoll,
     Finish,
     Finished,
@@ -20,6 +21,7 @@ from receiver.store.sql import SqlStore
 __all__ = [
     "Claim",
     "Claimed",
+    "DeadAlert",
     "DuePoll",
     "Finish",
     "Finished",

@@ -13,6 +13,7 @@ from receiver.store.sessions import AdminSessions
 __all__ = [
     "Claim",
     "Claimed",
+    "DeadAlert",
     "DuePoll",
     "Finish",
     "Finished",
@@ -114,6 +115,18 @@ class Claimed:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class DeadAlert:
+    """The `delivery.dead` event a dead finish raises, in the finish's own transaction."""
+
+    event: Event
+    """The event whose delivery died (the alert is about the same task and clip)."""
+    clip: Mapping[str, Any]
+    """The alert's payload (`receiver.alerts.DeadNotice`)."""
+    targets: tuple[tuple[str, int], ...]
+    """(handler, stage) to deliver the alert to; none: no event is stored."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Finish:
     """The outcome of one attempt: `succeeded`, `pending` again at `retry_at`, or `dead`."""
 
@@ -125,6 +138,8 @@ class Finish:
     blame: str | None = None
     retry_at: float | None = None
     result: Mapping[str, Any] | None = None
+    alert: DeadAlert | None = None
+    """Raised only if this finish records the delivery as dead."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -18,7 +18,9 @@ import time
 from collections.abc import Collection, Mapping
 from typing import Any
 
+from receiver.alerts import DEAD_KIND
 from receiver.models import Event, event_from_row
+from receiver.store._alerts import raise_dead_alerts
 from receiver.store._dialect import SqlDialect, dump_json, load_json
 from receiver.store.base import Claim, Claimed, Finish, Finished, Replay
 from receiver.store.writer import Tx, WriteKind
@@ -139,13 +141,15 @@ def _sql(d: SqlDialect) -> _Sql:
             f" WHERE {d_state} = 'succeeded'"
         ),
         # The results of every event of the tasks these events belong to. (A task's events
-        # come twice when two of them are claimed together: the caller keys the rows.)
+        # come twice when two of them are claimed together: the caller keys the rows.) Not
+        # those of `delivery.dead` alerts: an alert is no step of the task's conversation (a
+        # Slack bot would thread the next song under it).
         task_results=d.sql(
             "SELECT e.task_ref, e.id, d.handler, d.result"
             f" FROM {d.each('ids', 'k')}{d.then('events', 'c', 'c.id = k.value')}"
             f"{d.then('events', 'e', 'e.task_ref = c.task_ref')}"
             f"{d.then('deliveries', 'd', 'd.event_id = e.id')}"
-            f" WHERE {d_state} = 'succeeded' ORDER BY d.updated_at"
+            f" WHERE {d_state} = 'succeeded' AND e.kind <> '{DEAD_KIND}' ORDER BY d.updated_at"
         ),
         # Two minimums, one per state, each read from ix_deliveries_due alone. One query with
         # `state IN (...)` and a CASE is equivalent, but once SQLite has statistics it scans
@@ -265,7 +269,8 @@ async def _claim(tx: Tx, requests: list[ClaimRequest]) -> list[Claimed]:
 
 async def _finish(tx: Tx, finishes: list[Finish]) -> list[Finished]:
     """Record outcomes whose lease still holds; wake dispatchers only when work became due
-    (a retry, or a later stage of the event): after a plain success there is nothing new."""
+    (a retry, a later stage of the event, an alert): after a plain success there is nothing
+    new. A delivery recorded as dead raises its `delivery.dead` alert in this transaction."""
     sql, d, now = _sql(tx.dialect), tx.dialect, time.time()
     rows = await tx.db.rows(sql.held, {"ids": d.values({f.delivery_id for f in finishes})})
     held = {row[0]: list(row[1:]) for row in rows}
@@ -303,6 +308,12 @@ async def _finish(tx: Tx, finishes: list[Finish]) -> list[Finished]:
         )
     await tx.db.run_many(sql.finish, updates)
     await tx.db.run_many(sql.finish_attempt, attempt_updates)
+    dead = [
+        (finishes[index].delivery_id, alert)
+        for index, _, _ in recorded
+        if finishes[index].state == "dead" and (alert := finishes[index].alert) is not None
+    ]
+    await raise_dead_alerts(tx, dead, now)
     still_open: dict[str, list[tuple[str, int]]] = {}
     if recorded:
         events = d.values({event_id for _, event_id, _ in recorded})

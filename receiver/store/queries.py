@@ -8,6 +8,7 @@ renders them as they are), with their keys and types declared here for the type 
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable, Mapping
 from typing import Any, TypedDict, cast
 
@@ -25,6 +26,7 @@ __all__ = [
     "InboxRow",
     "InboxSummary",
     "Queries",
+    "TaskCost",
     "TaskDetail",
     "TaskRow",
 ]
@@ -131,6 +133,20 @@ class TaskDetail(TaskRow):
     inbox: list[InboxSummary]
 
 
+_LIKE_SPECIAL = re.compile(r"[\\%_]")
+
+_QUEUED = ("pending", "running")
+
+
+class TaskCost(TypedDict):
+    """What prices a task: its family, task type and whether it failed (refunded)."""
+
+    created_at: float
+    family: str
+    task_type: str | None
+    state: str
+
+
 _MAX_PAGE = 1000
 """A runaway request cannot read a whole table (the API allows 500 and asks one more)."""
 
@@ -224,8 +240,12 @@ class Queries:
         state: str | None = None,
         family: str | None = None,
         labels: Mapping[str, str] | None = None,
+        search: str | None = None,
     ) -> list[TaskRow]:
-        """Newest first; `labels` must all match (JSON lookups work on SQLite and PostgreSQL)."""
+        """Newest first; `labels` must all match (JSON lookups work on SQLite and PostgreSQL).
+
+        `search` is a case-insensitive substring of the prompt, the requested title or a
+        song's title (`%` and `_` are literal: an operator types words, not patterns)."""
         query = tasks.select().order_by(tasks.c.created_at.desc(), tasks.c.id)
         if state is not None:
             query = query.where(tasks.c.state == state)
@@ -233,6 +253,20 @@ class Queries:
             query = query.where(tasks.c.family == family)
         for key, value in (labels or {}).items():
             query = query.where(tasks.c.labels[key].as_string() == value)
+        if search:
+            pattern = "%" + _LIKE_SPECIAL.sub(r"\\\g<0>", search) + "%"
+            song_titles = (
+                sa.select(events.c.id)
+                .where(events.c.task_ref == tasks.c.id)
+                .where(events.c.clip["title"].as_string().ilike(pattern, escape="\\"))
+            )
+            query = query.where(
+                sa.or_(
+                    tasks.c.prompt.ilike(pattern, escape="\\"),
+                    tasks.c.params["title"].as_string().ilike(pattern, escape="\\"),
+                    song_titles.exists(),
+                )
+            )
         async with self._read() as conn:
             rows = await conn.execute(query.limit(_page(limit)).offset(offset))
             return [cast(TaskRow, dict(r._mapping)) for r in rows]
@@ -267,6 +301,53 @@ class Queries:
         async with self._read() as conn:
             depth, oldest = (await conn.execute(query)).one()
         return int(depth), None if oldest is None else float(oldest)
+
+    async def queue_by_handler(self) -> dict[tuple[str, str], int]:
+        """(handler, state) → rows, for the states a scrape reports: pending, running, dead."""
+        query = (
+            sa.select(deliveries.c.handler, deliveries.c.state, sa.func.count())
+            .where(deliveries.c.state.in_((*_QUEUED, "dead")))
+            .group_by(deliveries.c.handler, deliveries.c.state)
+        )
+        async with self._read() as conn:
+            return {(h, s): int(n) for h, s, n in await conn.execute(query)}
+
+    async def song_times(self, since: float) -> list[float]:
+        """When each song finished since `since` (the overview's songs per day)."""
+        query = sa.select(events.c.received_at).where(
+            events.c.kind == "song.completed", events.c.received_at >= since
+        )
+        async with self._read() as conn:
+            return [float(at) for (at,) in await conn.execute(query)]
+
+    async def task_costs(self, since: float) -> list[TaskCost]:
+        """Tasks created since `since`, with what prices them (the overview's credits)."""
+        query = sa.select(
+            tasks.c.created_at,
+            tasks.c.family,
+            tasks.c.params["task_type"].as_string().label("task_type"),
+            tasks.c.state,
+        ).where(tasks.c.created_at >= since)
+        async with self._read() as conn:
+            return [cast(TaskCost, dict(r._mapping)) for r in await conn.execute(query)]
+
+    async def delivery_counts(self, since: float) -> dict[tuple[str, str], int]:
+        """(handler, state) → deliveries created since `since` (the overview's outcomes)."""
+        query = (
+            sa.select(deliveries.c.handler, deliveries.c.state, sa.func.count())
+            .where(deliveries.c.created_at >= since)
+            .group_by(deliveries.c.handler, deliveries.c.state)
+        )
+        async with self._read() as conn:
+            return {(h, s): int(n) for h, s, n in await conn.execute(query)}
+
+    async def tasks_by_id(self, ids: list[str]) -> list[TaskRow]:
+        """The tasks with these relay ids (the deliveries page's song titles)."""
+        if not ids:
+            return []
+        async with self._read() as conn:
+            rows = await conn.execute(tasks.select().where(tasks.c.id.in_(ids)))
+            return [cast(TaskRow, dict(r._mapping)) for r in rows]
 
     async def count_deliveries(self, state: str) -> int:
         """How many deliveries are in `state` (the dashboard's dead-letter banner)."""
