@@ -30,7 +30,9 @@ from receiver.models import Event
 
 __all__ = ["S3Handler", "key_segment"]
 
-TEMPLATE_FIELDS = frozenset({"prefix", "date", "title", "task_id", "clip_id", "platform", "ext"})
+TEMPLATE_FIELDS = frozenset(
+    {"prefix", "date", "title", "slug", "task_id", "clip_id", "platform", "ext"}
+)
 """The names a key template may use."""
 
 _SONG_KINDS = frozenset({"song.completed", "song.streaming"})

@@ -159,7 +159,8 @@ class SlackHandler:
                 answer = await self._send(
                     message, ctx, "chat.update", {"channel": channel, "ts": ts}
                 )
-                return _clean({**result, "channel": answer.get("channel", channel), "ts": ts})
+                edited = {"channel": answer.get("channel", channel), "ts": ts}
+                return _clean({**result, **edited, "permalink": earlier.get("permalink")})
             except _Refused as exc:
                 if exc.code not in _MESSAGE_GONE:
                     raise
@@ -177,8 +178,26 @@ class SlackHandler:
             **_QUIET,
         }
         answer = await self._send(message, ctx, "chat.postMessage", extra)
-        result.update(thread_ts=thread, channel=answer.get("channel"), ts=answer.get("ts"))
+        posted = {"channel": answer.get("channel"), "ts": answer.get("ts")}
+        permalink = await self._permalink(posted["channel"], posted["ts"], ctx)
+        result.update(thread_ts=thread, **posted, permalink=permalink)
         return _clean(result)
+
+    async def _permalink(self, channel: Any, ts: Any, ctx: HandlerContext) -> str | None:
+        """The posted message's link, for the dashboard's "where each copy landed". Best effort:
+        the message is out, so a failure here must not fail (and so repost) the delivery."""
+        client = self._connect()
+        if not isinstance(client, AsyncWebClient) or not channel or not ts:
+            return None
+        try:
+            answer = await client.chat_getPermalink(channel=str(channel), message_ts=str(ts))
+        except (SlackApiError, SlackClientError, *_TRANSPORT_ERRORS) as exc:
+            ctx.log.warning(
+                "slack permalink not fetched", handler=self.name, error=type(exc).__name__
+            )
+            return None
+        link = answer.get("permalink")
+        return link if isinstance(link, str) and link.startswith("https://") else None
 
     async def _send(
         self, message: _Message, ctx: HandlerContext, method: str, extra: dict[str, Any]

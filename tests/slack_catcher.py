@@ -56,13 +56,15 @@ class SlackCatcher:
         self.requests: list[Recorded] = []
         self.messages: dict[tuple[str, str], dict[str, Any]] = {}
         self.reject_images = False
+        self.permalinks_fail = False
+        """Answer every `chat.getPermalink` with an error (the post itself still works)."""
         self._faults: deque[Fault] = deque()
         self._lock = threading.Lock()
         self._next_ts = 0
         self.app = Starlette(
             routes=[
                 Route("/services/{rest:path}", self._webhook, methods=["POST"]),
-                Route("/api/{method}", self._api, methods=["POST"]),
+                Route("/api/{method}", self._api, methods=["GET", "POST"]),
             ]
         )
 
@@ -73,6 +75,7 @@ class SlackCatcher:
             self.messages.clear()
             self._faults.clear()
             self.reject_images = False
+            self.permalinks_fail = False
 
     def fail_next(
         self,
@@ -89,13 +92,19 @@ class SlackCatcher:
             self._faults.extend([Fault(status, error or default, retry_after, html)] * times)
 
     def sent(self, method: str | None = None) -> list[Recorded]:
-        """Requests so far, optionally only those of one method (`webhook`, `chat.update`)."""
+        """Requests so far, optionally only those of one method (`webhook`, `chat.update`).
+        Without a method, the posts and edits a person sees: `chat.getPermalink` lookups only
+        when asked for by name."""
         with self._lock:
-            return [r for r in self.requests if method is None or r.method == method]
+            if method is None:
+                return [r for r in self.requests if r.method != "chat.getPermalink"]
+            return [r for r in self.requests if r.method == method]
 
     async def _record(self, request: Request) -> tuple[Recorded, Fault | None]:
         raw = await request.body()
-        if request.headers.get("content-type", "").startswith("application/json"):
+        if request.method == "GET":  # read methods such as chat.getPermalink
+            body: dict[str, Any] = dict(request.query_params)
+        elif request.headers.get("content-type", "").startswith("application/json"):
             body = json.loads(raw or b"{}")
         else:
             body = dict(parse_qsl(raw.decode()))
@@ -136,6 +145,14 @@ class SlackCatcher:
         body, method = recorded.body, recorded.method
         if method == "auth.test":  # what `aimusic-relay doctor` asks to check a bot token
             return JSONResponse({"ok": True, "team": "Catcher", "user": "relay-bot"})
+        if method == "chat.getPermalink":
+            key = (str(body.get("channel")), str(body.get("message_ts")))
+            if self.permalinks_fail:
+                return _refuse("internal_error")
+            if key not in self.messages:
+                return _refuse("message_not_found")
+            link = f"https://catcher.slack.com/archives/{key[0]}/p{key[1].replace('.', '')}"
+            return JSONResponse({"ok": True, "channel": key[0], "permalink": link})
         if method not in ("chat.postMessage", "chat.update"):
             return _refuse("unknown_method")
         if not body.get("text") and not body.get("blocks"):

@@ -19,7 +19,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import httpx
 import pytest
@@ -309,6 +309,12 @@ def send(target: Target, call: Call) -> httpx.Response:
     answer = target.client.post(call.path, content=call.body, headers=call.headers)
     after = target.counts()
     assert answer.status_code < 500, answer.text
+    if answer.status_code == 307:
+        # Starlette's trailing-slash redirect (a token of "/" decodes to ".../aimusic//"): it
+        # points at a route that gives the contract's answer, and stores nothing itself.
+        assert unquote(call.path).endswith("/"), (answer.headers, call)
+        assert before == target.counts()
+        return answer
     assert answer.headers.get("content-type", "").startswith("application/json"), (
         answer.status_code,
         answer.text[:300],

@@ -291,6 +291,16 @@ async def test_hostile_values_become_safe_keys(
     assert stored.isascii() and title.startswith(unquote(stored).strip())
 
 
+async def test_key_template_takes_the_slug(
+    moto_s3: str, bucket: str, make_ctx: MakeContext, make_event: Callable[..., Event]
+) -> None:
+    """`{slug}` works in keys as in disk file names: ASCII, lowercase, dashes."""
+    uploader = handler(bucket, moto_s3, key_template="{slug}/{clip_id}.{ext}")
+    event = make_event(path="/small.wav", title="AC/DC: Back in Black! 🎸", clip_id="c1")
+    result = await uploader.handle(event, make_ctx())
+    assert result is not None and "ac-dc-back-in-black/c1.wav" == result["key"]
+
+
 async def test_events_without_audio_are_skipped(
     moto_s3: str,
     bucket: str,

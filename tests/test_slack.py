@@ -149,13 +149,20 @@ async def test_bot_posts_generating_then_replies_in_its_thread(
         first.body["username"],
         first.body["icon_emoji"],
     )
-    assert {"event": "task.submitted", "channel": "C0MUSIC", "ts": "1700000000.000001"} == submitted
+    link = "https://catcher.slack.com/archives/C0MUSIC/p1700000000000001"
+    assert {
+        "event": "task.submitted",
+        "channel": "C0MUSIC",
+        "ts": "1700000000.000001",
+        "permalink": link,  # the dashboard links the message
+    } == submitted
     assert ("C0MUSIC", "1700000000.000001") == (second.body["channel"], second.body["thread_ts"])
     assert {
         "event": "song.completed",
         "channel": "C0MUSIC",
         "ts": "1700000000.000002",
         "thread_ts": "1700000000.000001",
+        "permalink": "https://catcher.slack.com/archives/C0MUSIC/p1700000000000002",
     } == done
 
 
@@ -180,7 +187,13 @@ async def test_update_mode_edits_the_generating_message(
     assert ("C0MUSIC", submitted["ts"]) == (update.body["channel"], update.body["ts"])
     assert "header" == update.body["blocks"][0]["type"]
     assert not {"unfurl_links", "username"} & set(update.body)  # chat.update takes neither
-    assert {"event": "song.completed", "channel": "C0MUSIC", "ts": submitted["ts"]} == first
+    # an edit keeps the message, and so its link
+    assert {
+        "event": "song.completed",
+        "channel": "C0MUSIC",
+        "ts": submitted["ts"],
+        "permalink": submitted["permalink"],
+    } == first
     second = await handler.handle(make_event(), make_ctx(task_results={"team-chat": first}))
     assert second is not None
     assert submitted["ts"] == second["thread_ts"]
@@ -516,3 +529,13 @@ async def test_bot_posts_a_dead_letter_alert_to_the_channel_not_a_song_thread(
     [edit] = catcher.sent("chat.update")
     assert alert["ts"] == edit.body["ts"]
     assert first.body["text"].startswith("🎵 Generating")
+
+
+async def test_a_permalink_that_cannot_be_fetched_does_not_fail_the_post(
+    catcher: SlackCatcher, url: str, make_ctx: MakeContext
+) -> None:
+    """The message is out; a failed link lookup must not fail (and so repost) the delivery."""
+    catcher.permalinks_fail = True
+    done = await bot(url).handle(make_event(), make_ctx())
+    assert done is not None and "permalink" not in done
+    assert (1, 1) == (len(catcher.sent("chat.postMessage")), len(catcher.sent("chat.getPermalink")))
