@@ -249,3 +249,16 @@ def test_a_missing_sqlite_table_answers_503_json(
     answer = post(relay, *signed(song_body("sq-1"), SHARED))
     assert answer.status_code == 503, answer.text
     assert answer.json()["error"] == "store_unavailable"
+
+
+# Routing refusals on the webhook paths keep the contract's JSON --------------------------
+
+
+def test_a_mistaken_webhook_url_is_answered_in_json(relay: Relay) -> None:
+    """A token holding a '/' (or a wrong method) is refused with `{"error", "detail"}`, as
+    every webhook answer is, not Starlette's plain text."""
+    missing = httpx.post(f"{relay.url}/webhooks/aimusic/%2F0", content=b"{}", timeout=10)
+    assert (404, "not_found") == (missing.status_code, missing.json()["error"])
+    wrong = httpx.get(f"{relay.url}/webhooks/aimusic", timeout=10)
+    assert (405, "method_not_allowed") == (wrong.status_code, wrong.json()["error"])
+    assert "POST" in wrong.headers["allow"]

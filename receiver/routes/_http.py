@@ -90,6 +90,10 @@ def is_api(path: str) -> bool:
     return path == "/api" or path.startswith("/api/")
 
 
+def _is_webhook(path: str) -> bool:
+    return path == "/webhooks" or path.startswith("/webhooks/")
+
+
 async def http_exception_answer(request: Request, exc: Exception) -> Response:
     """Routing's own refusals (no such path, wrong method). Under `/api` they are the contract's
     JSON error, 405 keeping its `Allow` header, so a client never has to parse plain text;
@@ -97,6 +101,12 @@ async def http_exception_answer(request: Request, exc: Exception) -> Response:
     if not isinstance(exc, HTTPException):  # pragma: no cover - registered for HTTPException
         raise exc
     headers = dict(exc.headers or {})
+    if _is_webhook(request.url.path):  # a sender's mistaken URL: the webhook contract's JSON
+        where = f"{request.method} {request.url.path[:200]}"
+        status = exc.status_code if exc.status_code in (404, 405) else 404
+        code = "method_not_allowed" if status == 405 else "not_found"
+        detail = f"{where}: no such webhook route; callbacks go to POST /webhooks/aimusic[/<token>]"
+        return error(status, code, detail, headers if status == 405 else None)
     if not is_api(request.url.path):
         if exc.status_code in (204, 304):
             return Response(status_code=exc.status_code, headers=headers)
