@@ -8,47 +8,25 @@ item) stores one event. Dead letters are rare: none of this runs on the hot path
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import os
 from typing import Any
 
 from receiver.alerts import DEAD_KIND
 from receiver.store._dialect import SqlDialect, dump_json
 from receiver.store.base import DeadAlert
+from receiver.store.ingest import _Ids as Ids
+from receiver.store.ingest import _sql as ingest_sql
 from receiver.store.writer import Tx
 
 __all__ = ["raise_dead_alerts"]
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Sql:
-    attempts_of: str
-    events_seen: str
-    insert_event: str
-    insert_delivery: str
-
-
 @functools.cache
-def _sql(d: SqlDialect) -> _Sql:
+def _attempts_of(d: SqlDialect) -> str:
     # S608: assembled from the dialect's constant list clause; every value is bound.
-    by_delivery, by_key = d.in_list("delivery_id", "ids"), d.in_list("dedupe_key", "keys")
-    return _Sql(
-        attempts_of=d.sql(
-            f"SELECT delivery_id, count(*) FROM attempts WHERE {by_delivery}"  # noqa: S608
-            " GROUP BY delivery_id"
-        ),
-        events_seen=d.sql(f"SELECT dedupe_key FROM events WHERE {by_key}"),  # noqa: S608
-        insert_event=d.sql(
-            "INSERT INTO events (id, inbox_id, dedupe_key, task_id, task_ref, clip_id, kind,"
-            " platform, source, clip, error, received_at) VALUES (:id, NULL, :dedupe_key,"
-            " :task_id, :task_ref, :clip_id, :kind, :platform, 'relay', :clip, :error, :now)"
-        ),
-        insert_delivery=d.sql(
-            "INSERT INTO deliveries (id, event_id, handler, stage, state, attempts,"
-            " next_attempt_at, created_at, updated_at) VALUES (:id, :event_id, :handler,"
-            " :stage, 'pending', 0, :now, :now, :now)"
-        ),
+    return d.sql(
+        f"SELECT delivery_id, count(*) FROM attempts WHERE {d.in_list('delivery_id', 'ids')}"  # noqa: S608
+        " GROUP BY delivery_id"
     )
 
 
@@ -58,8 +36,9 @@ async def raise_dead_alerts(tx: Tx, dead: list[tuple[str, DeadAlert]], now: floa
     dead = [(i, a) for i, a in dead if a.targets and a.event.kind != DEAD_KIND]
     if not dead:
         return
-    sql, d = _sql(tx.dialect), tx.dialect
-    counts = dict(await tx.db.rows(sql.attempts_of, {"ids": d.values({i for i, _ in dead})}))
+    # The events and deliveries are written with ingest's own statements: one shape of row.
+    sql, d, new_id = ingest_sql(tx.dialect), tx.dialect, Ids()
+    counts = dict(await tx.db.rows(_attempts_of(d), {"ids": d.values({i for i, _ in dead})}))
     keyed = {f"dead:{i}:{counts.get(i, 0)}": a for i, a in dead}
     seen = {row[0] for row in await tx.db.rows(sql.events_seen, {"keys": d.values(list(keyed))})}
     events: list[dict[str, Any]] = []
@@ -67,16 +46,18 @@ async def raise_dead_alerts(tx: Tx, dead: list[tuple[str, DeadAlert]], now: floa
     for key, alert in keyed.items():
         if key in seen:
             continue
-        event_id, about = os.urandom(16).hex(), alert.event
+        event_id, about = new_id(), alert.event
         events.append(
             {
                 "id": event_id,
+                "inbox_id": None,
                 "dedupe_key": key,
                 "task_id": about.task_id,
                 "task_ref": about.task_ref,
                 "clip_id": about.clip_id,
                 "kind": DEAD_KIND,
                 "platform": about.platform,
+                "source": "relay",
                 "clip": dump_json(dict(alert.clip)),
                 "error": alert.clip.get("error"),
                 "now": now,
@@ -84,7 +65,7 @@ async def raise_dead_alerts(tx: Tx, dead: list[tuple[str, DeadAlert]], now: floa
         )
         deliveries.extend(
             {
-                "id": os.urandom(16).hex(),
+                "id": new_id(),
                 "event_id": event_id,
                 "handler": name,
                 "stage": stage,
