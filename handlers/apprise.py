@@ -28,7 +28,7 @@ from apprise.utils.parse import parse_urls
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from handlers.base import HandlerContext, HandlerError
-from receiver.alerts import BLAME_MEANING, DEAD_KIND, DeadNotice
+from receiver.delivery.alerts import BLAME_MEANING, DEAD_KIND, DeadNotice
 from receiver.models import Event
 
 __all__ = ["TEMPLATE_FIELDS", "AppriseHandler"]

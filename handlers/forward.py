@@ -29,7 +29,7 @@ from standardwebhooks.webhooks import Webhook
 
 from handlers.base import HandlerContext, HandlerError
 from receiver.models import Event
-from receiver.retry_after import parse_retry_after
+from receiver.retry import parse_retry_after
 
 __all__ = ["ForwardHandler"]
 

@@ -23,7 +23,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from handlers.base import HandlerContext, HandlerError
-from receiver.alerts import BLAME_MEANING, DEAD_KIND, DeadNotice
+from receiver.delivery.alerts import BLAME_MEANING, DEAD_KIND, DeadNotice
 from receiver.models import Event
 
 __all__ = ["SlackHandler", "escape"]

@@ -12,14 +12,15 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 
 from receiver.config import Settings
-from receiver.dispatch import Dispatcher
+from receiver.dashboard import routes as admin
+from receiver.delivery.dispatch import Dispatcher
+from receiver.delivery.poller import Poller
+from receiver.delivery.spool import STALE_AFTER_S, sweep_stale
+from receiver.http import api, health, metrics, webhooks
+from receiver.http.middleware import RequestLogMiddleware
+from receiver.http.responses import BodyTimeout, body_timeout_answer, http_exception_answer
 from receiver.logging import get_logger
-from receiver.middleware import RequestLogMiddleware
-from receiver.poller import Poller
-from receiver.routes import admin, api, health, metrics, webhooks
-from receiver.routes._http import BodyTimeout, body_timeout_answer, http_exception_answer
 from receiver.services import Services, build_services
-from receiver.spool import STALE_AFTER_S, sweep_stale
 
 __all__ = ["create_app", "freeze_startup_heap", "start_background"]
 

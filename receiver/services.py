@@ -10,12 +10,12 @@ import httpx
 from handlers.registry import HandlerRegistry
 from receiver import __version__
 from receiver.config import Settings
+from receiver.delivery.handler_set import HandlerSet, load_handler_set
+from receiver.delivery.spool import DownloadPolicy
 from receiver.metrics import Metrics
-from receiver.routing import HandlerSet, load_handler_set
 from receiver.signing import CallbackTokens
-from receiver.spool import DownloadPolicy
 from receiver.store import SqlStore, open_store
-from receiver.upstream import UpstreamClient
+from receiver.upstream.client import UpstreamClient
 
 __all__ = ["Services", "build_services"]
 

@@ -16,9 +16,9 @@ import pytest
 import structlog
 
 from handlers.base import HandlerContext
+from receiver.delivery.spool import DownloadPolicy, Spool
 from receiver.sandbox import SandboxOptions, create_sandbox_app
 from receiver.signing import sign_callback
-from receiver.spool import DownloadPolicy, Spool
 from receiver.store import SqlStore, open_store
 from tests.s3_server import moto_s3
 from tests.servers import Process, free_port, run_asgi
@@ -92,7 +92,7 @@ class Relay:
 
     def wait_settled(self, task_id: str, timeout: float = 30.0) -> dict[str, Any]:
         """Poll the API until the task is final and every delivery has finished."""
-        from receiver.progress import is_settled
+        from receiver.cli.progress import is_settled
 
         deadline = time.monotonic() + timeout
         while True:

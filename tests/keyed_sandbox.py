@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from receiver.sandbox import SandboxOptions, create_sandbox_app
-from receiver.upstream import UpstreamClient
+from receiver.upstream.client import UpstreamClient
 from tests.servers import run_asgi
 
 

@@ -10,8 +10,8 @@ import pytest
 
 from handlers.registry import HandlerRegistry
 from receiver.config import load_settings
+from receiver.delivery.handler_set import load_handler_set
 from receiver.errors import ConfigError
-from receiver.routing import load_handler_set
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -16,7 +16,7 @@ from starlette.routing import Mount, Route
 from handlers.registry import HandlerRegistry
 from receiver.app import create_app
 from receiver.config import Settings, load_settings
-from receiver.routing import HandlerSpec
+from receiver.delivery.handler_set import HandlerSpec
 
 REPO = Path(__file__).resolve().parent.parent
 README = (REPO / "README.md").read_text()
@@ -163,7 +163,7 @@ def test_every_webhook_and_api_status_is_documented() -> None:
     section, so a new refusal cannot ship undocumented."""
     http = _section(README, "## HTTP")
     sources = [
-        REPO / "receiver" / "routes" / name for name in ("webhooks.py", "api.py", "_http.py")
+        REPO / "receiver" / "http" / name for name in ("webhooks.py", "api.py", "responses.py")
     ]
     text = "\n".join(path.read_text() for path in sources)
     codes = set(re.findall(r"\berror\(\s*(\d{3})\b", text))

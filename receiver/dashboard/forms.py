@@ -23,8 +23,8 @@ from receiver.errors import (
     UpstreamForbidden,
     UpstreamRejected,
 )
+from receiver.http.params import TASK_STATES
 from receiver.models import FAMILIES as ALL_FAMILIES
-from receiver.routes._params import TASK_STATES
 from receiver.submit import SubmitRequest
 
 __all__ = [

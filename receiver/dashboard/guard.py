@@ -19,7 +19,7 @@ from receiver.dashboard.forms import safe_back
 from receiver.dashboard.pages import render
 from receiver.dashboard.session import admin_token, csrf_ok, is_logged_in
 from receiver.errors import StoreUnavailable
-from receiver.routes._http import BodyTooLarge, read_body
+from receiver.http.responses import BodyTooLarge, read_body
 from receiver.services import Services
 
 __all__ = [

@@ -1,8 +1,8 @@
 """Rendering: one Jinja environment, autoescaped, whose every `{{ … }}` passes the redactor.
 
-Templates live in `receiver/templates/admin/`. The `finalize` hook scrubs each printed string
-with the page's `Redactor`, so a secret that slips into an error message or a payload is hidden
-even if a view forgot to redact it.
+Templates live in `templates/admin/` beside this module. The `finalize` hook scrubs each printed
+string with the page's `Redactor`, so a secret that slips into an error message or a payload is
+hidden even if a view forgot to redact it.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from receiver.dashboard.charts import number
-from receiver.dashboard.redact import Redactor
 from receiver.dashboard.session import csrf_token, pop_flash
+from receiver.redact import Redactor
 from receiver.services import Services
 
 __all__ = ["STATIC", "TEMPLATES", "redactor_for", "render"]
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "admin"
+TEMPLATES = Path(__file__).resolve().parent / "templates" / "admin"
 STATIC = TEMPLATES / "app.css"
 
 BADGES = {

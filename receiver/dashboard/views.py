@@ -12,8 +12,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from receiver.dashboard.redact import Redactor
 from receiver.models import TASK_LEVEL_CLIP
+from receiver.redact import Redactor
 
 __all__ = [
     "Landing",

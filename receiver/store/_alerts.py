@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from receiver.alerts import DEAD_KIND
+from receiver.delivery.alerts import DEAD_KIND
 from receiver.store._dialect import SqlDialect, dump_json
 from receiver.store.base import DeadAlert
 from receiver.store.ingest import _Ids as Ids

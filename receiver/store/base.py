@@ -121,7 +121,7 @@ class DeadAlert:
     event: Event
     """The event whose delivery died (the alert is about the same task and clip)."""
     clip: Mapping[str, Any]
-    """The alert's payload (`receiver.alerts.DeadNotice`)."""
+    """The alert's payload (`receiver.delivery.alerts.DeadNotice`)."""
     targets: tuple[tuple[str, int], ...]
     """(handler, stage) to deliver the alert to; none: no event is stored."""
 

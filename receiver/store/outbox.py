@@ -18,7 +18,7 @@ import time
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from receiver.alerts import DEAD_KIND
+from receiver.delivery.alerts import DEAD_KIND
 from receiver.models import Event, event_from_row
 from receiver.store._alerts import raise_dead_alerts
 from receiver.store._dialect import SqlDialect, dump_json, load_json

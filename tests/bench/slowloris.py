@@ -36,7 +36,7 @@ from typing import Any
 
 import httpx
 
-from receiver.http_protocol import HEADER_TIMEOUT_S
+from receiver.http.protocol import HEADER_TIMEOUT_S
 from tests.conftest import REPO
 from tests.servers import free_port
 
