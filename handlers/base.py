@@ -8,24 +8,30 @@ costly clients are built once (lazily, on first use).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import httpx
 import structlog
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 
+from receiver.errors import RelayError
 from receiver.models import Event
 
 __all__ = [
     "Blame",
+    "CheckStatus",
+    "Checkable",
     "Handler",
+    "HandlerCheck",
     "HandlerContext",
     "HandlerError",
     "HandlerResult",
+    "HoldsSecrets",
     "SpoolAccess",
     "SpooledFile",
+    "config_secrets",
 ]
 
 HandlerResult = Mapping[str, Any]
@@ -35,7 +41,7 @@ Blame = Literal["destination", "unavailable", "relay"]
 """Whom an operator should look at: the destination refused, it was down, or our side failed."""
 
 
-class HandlerError(Exception):
+class HandlerError(RelayError):
     """A handler could not do its job; the dispatcher retries it or dead-letters it.
 
     `retryable=False` means trying again cannot help (bad config, 4xx from the destination).
@@ -108,3 +114,60 @@ class Handler(Protocol):
     # when its `[[handlers]]` entry sets no `events` (else routing.DEFAULT_EVENTS).
 
     async def handle(self, event: Event, ctx: HandlerContext) -> HandlerResult | None: ...
+
+
+CheckStatus = Literal["ok", "warn", "fail"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HandlerCheck:
+    """What a handler's dry run found: `doctor` prints it as one line of its report."""
+
+    status: CheckStatus
+    detail: str
+    advice: str = ""
+
+
+@runtime_checkable
+class Checkable(Protocol):
+    """Optional capability: a dry run of the handler's credentials for `aimusic-relay doctor`.
+
+    It must leave no trace a person sees (Slack's `auth.test`, S3's `HeadBucket`, a
+    directory's permissions): where the only real test would notify someone, check the form of
+    the URL and say so. Return a `HandlerCheck`; an exception is reported as a failed check.
+    """
+
+    async def check(self) -> HandlerCheck: ...
+
+
+@runtime_checkable
+class HoldsSecrets(Protocol):
+    """Optional capability: every secret value the handler holds, for redaction.
+
+    The relay hides these in logs, errors, the dashboard and doctor's report. A handler that
+    does not implement it is redacted by `config_secrets(config)`, which finds `SecretStr`
+    fields and header values; implement it when a secret lives elsewhere (an access key id).
+    """
+
+    def secrets(self) -> Iterable[str]: ...
+
+
+def config_secrets(config: BaseModel | None) -> list[str]:
+    """Every `SecretStr` value in a handler's options, and every value of a dict option
+    (headers carry tokens); the default answer of `HoldsSecrets.secrets()`."""
+    found: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, SecretStr):
+            found.append(value.get_secret_value())
+        elif isinstance(value, list | tuple):
+            for item in value:
+                walk(item)
+        elif isinstance(value, dict):
+            found.extend(str(item) for item in value.values())
+        elif isinstance(value, BaseModel):
+            for field in type(value).model_fields:
+                walk(getattr(value, field))
+
+    walk(config)
+    return [value for value in found if value]
