@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-import string
 import unicodedata
 from collections.abc import Collection
 from datetime import UTC
 from pathlib import PurePosixPath
 from urllib.parse import urlsplit
 
+from handlers._text import check_fields
 from handlers.base import HandlerContext, HandlerError, SpooledFile
 from receiver.models import Event
 
@@ -19,6 +19,7 @@ __all__ = [
     "TYPES",
     "audio_extension",
     "check_template",
+    "content_type",
     "fetch_cover",
     "slugify",
     "template_values",
@@ -93,6 +94,13 @@ def _extension(
     )
 
 
+def content_type(spooled: SpooledFile, name: str) -> str:
+    """The served content type unless it is generic, else one from `name`'s extension."""
+    if spooled.content_type and spooled.content_type not in _GENERIC_TYPES:
+        return spooled.content_type
+    return TYPES.get(name.rsplit(".", 1)[-1], "application/octet-stream")
+
+
 def audio_extension(spooled: SpooledFile) -> str:
     """The song's extension (one of AUDIO_SUFFIXES), or a permanent HandlerError."""
     return _extension(spooled, _AUDIO_TYPES, AUDIO_SUFFIXES, "mp3", "audio")
@@ -140,16 +148,7 @@ def template_values(event: Event) -> dict[str, str]:
 def check_template(key: str, template: str, fields: Collection[str]) -> str:
     """Refuse a template with unknown fields, format specs or conversions, or no `.{ext}` end;
     the message names the config `key` and lists the allowed fields."""
-    try:
-        parsed = list(string.Formatter().parse(template))
-    except ValueError as exc:
-        raise ValueError(f"{key} {template!r} is not a valid format: {exc}") from exc
-    unknown = [f"{{{f}}}" for _, f, _, _ in parsed if f is not None and f not in fields]
-    if unknown:
-        allowed = ", ".join(sorted(fields))
-        raise ValueError(f"unknown {key} field {', '.join(unknown)}; use one of {allowed}")
-    if any(spec or conversion for _, f, spec, conversion in parsed if f is not None):
-        raise ValueError(f"{key} fields take no format spec or conversion")
+    check_fields(key, template, fields)
     if not template.endswith(".{ext}"):
         raise ValueError(f"{key} must end with .{{ext}}")
     return template

@@ -5,7 +5,7 @@ log line or config error here ever shows one: a target is named by Apprise's own
 cut down to `scheme://host`. Each URL gets its own Apprise object, so a retry after a partial
 failure notifies only the URLs that have not been told yet (remembered in memory, per
 delivery). Apprise 2.3's `async_notify` runs each blocking send in its own thread pool, so
-the event loop never waits on the network.
+the event loop never waits on the network. What is sent is built in `apprise_messages`.
 """
 
 from __future__ import annotations
@@ -13,51 +13,24 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
-import html
 import re
-import string
 import warnings
-from collections.abc import Mapping
-from typing import Any, Literal
-from urllib.parse import quote
+from collections.abc import Iterable
+from typing import Any
 
 import apprise
 from apprise.plugins import N_MGR
 from apprise.plugins.base import NotifyBase
 from apprise.utils.parse import parse_urls
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 
-from handlers.base import HandlerContext, HandlerError
-from receiver.delivery.alerts import BLAME_MEANING, DEAD_KIND, DeadNotice
+from handlers._text import NOT_SENT
+from handlers.apprise_messages import TEMPLATE_FIELDS, BodyFormat, check_template, message
+from handlers.base import HandlerCheck, HandlerContext, HandlerError, config_secrets
 from receiver.models import Event
 
 __all__ = ["TEMPLATE_FIELDS", "AppriseHandler"]
 
-TEMPLATE_FIELDS = frozenset(
-    {"title", "kind", "task_id", "clip_id", "platform", "duration", "tags", "lyrics"}
-    | {"audio_url", "image_url", "error", "task_url", "stored_urls", "prompt"}
-)
-"""The names a title or body template may use."""
-
-BodyFormat = Literal["text", "markdown", "html"]
-"""How the body is written; Apprise converts it for services that need another format."""
-
-_FAILURE_KINDS = frozenset({"song.failed", "task.timed_out"})
-_NOTIFY_KINDS = _FAILURE_KINDS | {"song.completed", "song.streaming"}
-_URL_FIELDS = frozenset({"audio_url", "image_url", "task_url"})
-_SONG_LINES = (
-    ("Duration", "duration"),
-    ("Tags", "tags"),
-    ("Listen", "audio_url"),
-    ("Stored", "stored_urls"),
-    ("Dashboard", "task_url"),
-)
-_FAILURE_LINES = (("Reason", "error"), ("Prompt", "prompt"), ("Dashboard", "task_url"))
-_DEAD_LINES = (("Error", "error"), ("Blame", "blame"), ("Event", "event"), ("Replay", "task_url"))
-_AT = re.compile(r"@(?!\u200d)")
-_OPENER = re.compile(r"<(?=[@#!])")
-_URL_UNSAFE = re.compile(r"[\s<>@]")
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|~#])")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,24}")
 _URL_PIECES = re.compile(r"[/:@?&=#,;+\s]+")
 _REMEMBERED = 1024  # deliveries whose partly-sent URLs we remember between attempts
@@ -101,9 +74,9 @@ class AppriseHandler:
 
         @field_validator("title", "body", "failure_title", "failure_body")
         @classmethod
-        def _check_template(cls, template: str | None) -> str | None:
+        def _check_template(cls, template: str | None, info: ValidationInfo) -> str | None:
             if template is not None:
-                _check_template(template)
+                check_template(info.field_name or "template", template)
             return template
 
     def __init__(self, name: str, config: AppriseHandler.Config) -> None:
@@ -114,10 +87,10 @@ class AppriseHandler:
 
     async def handle(self, event: Event, ctx: HandlerContext) -> dict[str, Any]:
         """Notify every URL not yet told about this delivery; fail retryably if one refuses."""
-        message = self._message(event, ctx)
-        if message is None:
+        told = message(event, self.config, task_url=ctx.task_url, results=ctx.results)
+        if told is None:
             return {"skipped": event.kind}
-        title, body = message
+        title, body = told
         fmt = self.config.body_format
 
         targets = self._built()
@@ -146,23 +119,17 @@ class AppriseHandler:
         self._sent.pop(ctx.delivery_id, None)
         return {"notified": len(targets)}
 
-    def _message(self, event: Event, ctx: HandlerContext) -> tuple[str, str] | None:
-        """(title, body) for `event` from the templates, the built-in alert for a dead letter,
-        or None for a kind this handler does not tell."""
-        config, fmt = self.config, self.config.body_format
-        if event.kind == DEAD_KIND:
-            return _dead(DeadNotice.of(event), fmt)
-        if event.kind not in _NOTIFY_KINDS:
-            return None
-        failure = event.kind in _FAILURE_KINDS
-        lines = _FAILURE_LINES if failure else _SONG_LINES
-        body_template = (config.failure_body if failure else config.body) or _default_body(
-            fmt, lines
+    async def check(self) -> HandlerCheck:
+        """The URLs parsed at start-up; nothing is sent, since every send notifies someone."""
+        schemes = sorted({url.get_secret_value().split("://", 1)[0] for url in self.config.urls})
+        count = len(self.config.urls)
+        return HandlerCheck(
+            "ok", f"{count} Apprise URL(s) parse ({', '.join(schemes)}); {NOT_SENT}"
         )
-        title = _render(
-            config.failure_title if failure else config.title, _values(event, ctx, "title", fmt)
-        )
-        return title, _render(body_template, _values(event, ctx, "body", fmt)) or title
+
+    def secrets(self) -> Iterable[str]:
+        """Every URL: each carries its service's token inside it."""
+        return config_secrets(self.config)
 
     def _built(self) -> list[_Target]:
         """One Apprise object per URL, made on first use."""
@@ -225,19 +192,6 @@ def _check_url(url: str) -> None:
         )
 
 
-def _check_template(template: str) -> None:
-    try:
-        parsed = list(string.Formatter().parse(template))
-    except ValueError as exc:
-        raise ValueError(f"not a valid template: {exc}") from exc
-    unknown = sorted({f for _, f, _, _ in parsed if f is not None and f not in TEMPLATE_FIELDS})
-    if unknown:
-        names = ", ".join(f"{{{name}}}" for name in unknown)
-        raise ValueError(f"unknown field(s) {names}; use {', '.join(sorted(TEMPLATE_FIELDS))}")
-    if any(spec or conversion for _, f, spec, conversion in parsed if f is not None):
-        raise ValueError("template fields take no format spec or conversion")
-
-
 def _scheme_of(url: str) -> str:
     """The scheme of `url` when it looks like one (a token pasted alone is not shown)."""
     head, sep, _ = url.partition("://")
@@ -267,129 +221,3 @@ def _instantiate(url: str) -> NotifyBase | None:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "'imghdr' is deprecated", DeprecationWarning)
         return apprise.Apprise.instantiate(url)
-
-
-def _default_body(fmt: BodyFormat, lines: tuple[tuple[str, str], ...]) -> str:
-    """One `Label: {field}` line per field, in `fmt`; empty lines are dropped when rendered."""
-    rendered = []
-    for label, field in lines:
-        value = f"{{{field}}}"
-        if field in _URL_FIELDS and fmt == "markdown":
-            value = f"<{value}>"
-        elif field in _URL_FIELDS and fmt == "html":
-            value = f'<a href="{value}">{value}</a>'
-        rendered.append(f"<b>{label}:</b> {value}<br>" if fmt == "html" else f"{label}: {value}")
-    return "\n".join(rendered)
-
-
-def _render(template: str, values: Mapping[str, str]) -> str:
-    """Fill `template`, dropping each line whose fields are all empty."""
-    kept = []
-    for line in template.split("\n"):
-        fields = [f for _, f, _, _ in string.Formatter().parse(line) if f is not None]
-        if fields and not any(values[f] for f in fields):
-            continue
-        kept.append(line.format_map(values))
-    return "\n".join(kept).strip()
-
-
-def _values(
-    event: Event, ctx: HandlerContext, where: Literal["title", "body"], fmt: BodyFormat
-) -> dict[str, str]:
-    """Every template field as text that is safe inside a `where` written in `fmt`."""
-    clip = event.clip
-    error = ""
-    if event.kind in _FAILURE_KINDS:
-        error = str(event.error or clip.get("error_message") or clip.get("error") or "")
-        error = error or ("timed out" if event.kind == "task.timed_out" else "unknown")
-    raw = {
-        "title": event.title,
-        "kind": event.kind,
-        "task_id": event.task_id,
-        "clip_id": event.clip_id,
-        "platform": event.platform,
-        "duration": _duration(clip.get("duration")),
-        "tags": str(clip.get("tags") or ""),
-        "lyrics": str(clip.get("lyrics") or ""),
-        "error": error,
-        "prompt": event.prompt or "",
-        "audio_url": event.audio_url or "",
-        "image_url": event.image_url or "",
-        "task_url": ctx.task_url or "",
-    }
-    # The title is plain text to most services (Discord shows a backslash literally).
-    text_fmt = "text" if where == "title" and fmt == "markdown" else fmt
-    values = {key: _escape(value, text_fmt, url=key in _URL_FIELDS) for key, value in raw.items()}
-    stored = {name: str(r["url"]) for name, r in ctx.results.items() if r and r.get("url")}
-    values["stored_urls"] = _links(stored, text_fmt)
-    return values
-
-
-def _dead(notice: DeadNotice, fmt: BodyFormat) -> tuple[str, str]:
-    """The built-in alert for a dead letter: who gave up on which song, why, whom to blame
-    and where to replay it (not templated: the song templates' fields do not fit it)."""
-    text_fmt = "text" if fmt == "markdown" else fmt  # the title is plain text, as above
-    tries = f" {notice.tries}" if notice.tries else ""
-    title = _escape(
-        f"⚠️ {notice.handler}: the {notice.action} of “{notice.title}” failed{tries}",
-        text_fmt,
-        url=False,
-    )
-    meaning = BLAME_MEANING.get(notice.blame)
-    raw = {
-        "error": notice.error,
-        "blame": f"{notice.blame} — {meaning}" if meaning else notice.blame,
-        "event": f"{notice.event_kind} of clip {notice.clip_id} (task {notice.task_id})",
-        "task_url": notice.dashboard_url or "",
-    }
-    values = {key: _escape(value, fmt, url=key in _URL_FIELDS) for key, value in raw.items()}
-    return title, _render(_default_body(fmt, _DEAD_LINES), values) or title
-
-
-def _escape(value: str, fmt: BodyFormat, *, url: bool) -> str:
-    """`value` inert in `fmt`: no markup from the provider and no mention of anyone."""
-    if url:
-        value = _URL_UNSAFE.sub(lambda found: quote(found[0], safe=""), value)
-        return html.escape(value) if fmt == "html" else value
-    value = _defuse(value)
-    if fmt == "html":
-        return html.escape(value)
-    if fmt == "markdown":
-        return _MARKDOWN_SPECIAL.sub(r"\\\1", value)
-    return value
-
-
-def _defuse(text: str) -> str:
-    """Provider text with every mention broken by an invisible zero-width joiner (U+200D).
-
-    Done before any format escaping, which Apprise undoes when it converts HTML or markdown
-    for a service. Every `@` is defused, not just `@everyone`: Apprise's Discord plugin turns
-    any `@word`, `<@id>` or `<@&role>` in a markdown body into a ping (even mid-word or after a
-    markdown backslash), Slack reads `<@U1>`, Matrix `@room`, Mattermost `@all`, Telegram
-    `@user`; and `<@…>`, `<!here>` (Slack), `<#id>` (channels) lose their opening `<`. Text the
-    operator wrote in a template is not touched, so a configured mention still pings.
-    """
-    return _OPENER.sub("<\u200d", _AT.sub("@\u200d", text))
-
-
-def _links(stored: Mapping[str, str], fmt: BodyFormat) -> str:
-    """The stored copies (handler name → URL) as links in `fmt`."""
-
-    def link(name: str, url: str) -> str:
-        shown, href = _escape(name, fmt, url=False), _escape(url, fmt, url=True)
-        if fmt == "html":
-            return f'<a href="{href}">{shown}</a>'
-        if fmt == "markdown":
-            return f"[{shown}](<{href}>)"
-        return f"{shown}: {href}"
-
-    return ", ".join(link(name, url) for name, url in stored.items())
-
-
-def _duration(value: Any) -> str:
-    """Seconds as `m:ss`, or "" when unknown."""
-    try:
-        seconds = round(float(value))
-    except (TypeError, ValueError, OverflowError):
-        return ""
-    return f"{seconds // 60}:{seconds % 60:02d}" if seconds >= 0 else ""

@@ -15,6 +15,7 @@ import os
 import secrets
 import shutil
 import unicodedata
+from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -22,7 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from handlers._files import audio_extension, check_template, fetch_cover, template_values
-from handlers.base import HandlerContext, HandlerError
+from handlers.base import HandlerCheck, HandlerContext, HandlerError, config_secrets
 from receiver.models import Event
 
 __all__ = ["DiskHandler", "safe_name"]
@@ -137,6 +138,15 @@ class DiskHandler:
             "lyrics": str(lyrics_file) if lyrics_file else None,  # every file written is named
         }
 
+    async def check(self) -> HandlerCheck:
+        """Whether `path` is (or can be created as) a writable directory, judged from its
+        permissions: doctor changes nothing, not even a directory's mtime."""
+        return await asyncio.to_thread(_check_directory, self.config.path)
+
+    def secrets(self) -> Iterable[str]:
+        """None by default; whatever a plugin subclass adds to the options."""
+        return config_secrets(self.config)
+
     def _target(self, event: Event, ext: str) -> Path:
         """The rendered template under `path`, refused unless it stays inside `path`."""
         safe = {key: safe_name(value) for key, value in template_values(event).items()}
@@ -192,6 +202,27 @@ class DiskHandler:
             "labels": dict(event.labels),
             "received_at": event.received_at.isoformat(),
         }
+
+
+def _check_directory(path: str) -> HandlerCheck:
+    target = Path(path).resolve()
+    if target.exists() and not target.is_dir():
+        return HandlerCheck("fail", f"{target} is a file, not a directory", "change `path`")
+    existing = target
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        return HandlerCheck("fail", f"{existing} is a file: cannot create {target}")
+    if existing != target:
+        if os.access(existing, os.W_OK | os.X_OK):
+            return HandlerCheck("ok", f"{target} will be created (parent {existing} writable)")
+        return HandlerCheck("fail", f"cannot create {target}: {existing} is not writable")
+    # access(2) also answers EROFS for a read-only mount.
+    if not os.access(target, os.W_OK | os.X_OK):
+        return HandlerCheck(
+            "fail", f"{target} is not writable", "fix the permissions, or change `path`"
+        )
+    return HandlerCheck("ok", f"{target} is writable")
 
 
 def _fit(name: str, suffix: str) -> str:

@@ -19,6 +19,7 @@ import contextlib
 import json
 import re
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,7 +28,8 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from standardwebhooks.webhooks import Webhook
 
-from handlers.base import HandlerContext, HandlerError
+from handlers._text import NOT_SENT
+from handlers.base import HandlerCheck, HandlerContext, HandlerError, config_secrets
 from receiver.models import Event
 from receiver.retry import parse_retry_after
 
@@ -159,6 +161,21 @@ class ForwardHandler:
                 blame="unavailable",
             ) from exc
         raise _refused(self._where, status, snippet, retry_after)
+
+    async def check(self) -> HandlerCheck:
+        """The URL's form only: any request would deliver to the receiver (its path is not
+        shown, since it may hold a token)."""
+        if urlsplit(self.config.url).scheme != "https":
+            return HandlerCheck(
+                "warn",
+                f"URL well-formed but plain http ({self._where}); {NOT_SENT}",
+                "use https so the event is not readable on the way",
+            )
+        return HandlerCheck("ok", f"URL well-formed ({self._where}, path not shown); {NOT_SENT}")
+
+    def secrets(self) -> Iterable[str]:
+        """The signing secret and every header value (they carry tokens)."""
+        return config_secrets(self.config)
 
 
 def _payload(event: Event, ctx: HandlerContext) -> dict[str, Any]:

@@ -1,20 +1,18 @@
 """The `s3` handler: upload each finished song and its cover to any S3-compatible bucket.
 
 boto3's managed transfer streams the shared spool file (multipart above a threshold, parts in
-parallel) in a worker thread; nothing is downloaded twice or read into memory. Keys come from a
-template filled with values the provider controls, so every value is sanitised into one safe
-key segment. Title metadata is UTF-8 percent-encoded (read it back with `urllib.parse.unquote`),
-because S3 user metadata must be ASCII.
+parallel) in a worker thread; nothing is downloaded twice or read into memory. Keys and
+metadata are built in `s3_keys`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-import unicodedata
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, ClassVar, Literal
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 # boto3 and botocore ship no type information: the client and the errors are `Any` to mypy.
 import boto3  # type: ignore[import-untyped]
@@ -24,24 +22,18 @@ from boto3.s3.transfer import TransferConfig  # type: ignore[import-untyped]
 from botocore.config import Config as BotoConfig  # type: ignore[import-untyped]
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from handlers._files import TYPES, audio_extension, check_template, fetch_cover, template_values
-from handlers.base import HandlerContext, HandlerError, SpooledFile
+from handlers._files import audio_extension, check_template, content_type, fetch_cover
+from handlers.base import HandlerCheck, HandlerContext, HandlerError, SpooledFile, config_secrets
+from handlers.s3_keys import TEMPLATE_FIELDS, check_key_text, key_segment, metadata, render_key
 from receiver.models import Event
 
 __all__ = ["S3Handler", "key_segment"]
 
-TEMPLATE_FIELDS = frozenset(
-    {"prefix", "date", "title", "slug", "task_id", "clip_id", "platform", "ext"}
-)
-"""The names a key template may use."""
+CHECK_TIMEOUT_S = 30.0
+"""How long doctor's `HeadBucket` may take."""
 
 _SONG_KINDS = frozenset({"song.completed", "song.streaming"})
 _MIB = 1024 * 1024
-_MAX_KEY_BYTES = 1024  # S3's limit
-_MAX_SEGMENT_BYTES = 200
-_AVOID = frozenset('/\\{}^%`[]"<>~#|')  # AWS lists these as characters to avoid in keys
-_META_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
-_GENERIC_TYPES = frozenset({"application/octet-stream", "binary/octet-stream"})
 _THROTTLING = frozenset(
     {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "RequestTimeout",
      "TooManyRequestsException", "ServiceUnavailable", "InternalError"}
@@ -60,18 +52,6 @@ _NO_CREDENTIALS = (
     "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE, "
     'or access_key_id/secret_access_key = "${ENV}" in relay.toml)'
 )
-
-
-def key_segment(value: str) -> str:
-    """One key segment for `value`: no slashes, control characters, leading dots, or excess."""
-    text = unicodedata.normalize("NFKC", value)
-    text = "".join(
-        "_" if ch in _AVOID else ch for ch in text if not unicodedata.category(ch).startswith("C")
-    )
-    text = " ".join(text.split()).lstrip(". ")
-    while len(text.encode()) > _MAX_SEGMENT_BYTES:
-        text = text[:-1]
-    return text.rstrip() or "untitled"
 
 
 class S3Handler:
@@ -112,13 +92,13 @@ class S3Handler:
         @classmethod
         def _check_template(cls, template: str) -> str:
             check_template("key_template", template, TEMPLATE_FIELDS)
-            _check_key_text("key_template", template.format(**dict.fromkeys(TEMPLATE_FIELDS, "x")))
+            check_key_text("key_template", template.format(**dict.fromkeys(TEMPLATE_FIELDS, "x")))
             return template
 
         @field_validator("prefix")
         @classmethod
         def _check_prefix(cls, prefix: str) -> str:
-            _check_key_text("prefix", prefix)
+            check_key_text("prefix", prefix)
             return prefix
 
         @field_validator("endpoint_url")
@@ -159,26 +139,71 @@ class S3Handler:
             )
         audio = await ctx.spool.fetch(event.audio_url)
         ext = audio_extension(audio)
-        key = self._key(event, ext)
+        template, prefix = self.config.key_template, self.config.prefix
+        key = render_key(template, prefix, event, ext)
         cover: tuple[SpooledFile, str] | None = None
         found = await fetch_cover(event, ctx, self.name) if self.config.cover else None
         if found is not None:
             image, cover_ext = found
-            cover = (image, self._key(event, cover_ext))
+            cover = (image, render_key(template, prefix, event, cover_ext))
         try:
             return await asyncio.to_thread(self._store, event, audio, key, cover)
         except (boto_errors.BotoCoreError, Boto3Error, boto_errors.ClientError) as exc:
             raise _handler_error(exc, self.config) from exc
+
+    async def check(self) -> HandlerCheck:
+        """`HeadBucket` with the handler's own client (the same credential chain, endpoint and
+        addressing style as an upload), which writes nothing."""
+        where = urlsplit(self.config.endpoint_url).hostname if self.config.endpoint_url else "AWS"
+        bucket = self.config.bucket
+
+        def head() -> None:  # in a worker thread: building the client reads the credentials
+            self._client().head_bucket(Bucket=bucket)
+
+        try:
+            await asyncio.wait_for(asyncio.to_thread(head), CHECK_TIMEOUT_S)
+        except boto_errors.ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", "?"))
+            if code in ("404", "NoSuchBucket"):
+                return HandlerCheck(
+                    "fail",
+                    f"bucket {bucket!r} does not exist at {where}",
+                    "create it, or fix bucket / region / endpoint_url",
+                )
+            if code in ("403", "AccessDenied"):
+                return HandlerCheck(
+                    "fail",
+                    f"access to bucket {bucket!r} at {where} denied",
+                    "give these credentials s3:PutObject and s3:ListBucket on it",
+                )
+            return HandlerCheck("fail", f"bucket {bucket!r} at {where}: {code}")
+        except (boto_errors.NoCredentialsError, boto_errors.PartialCredentialsError):
+            return HandlerCheck(
+                "fail",
+                "no AWS credentials found",
+                "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)",
+            )
+        except (boto_errors.BotoCoreError, TimeoutError) as exc:
+            return HandlerCheck(
+                "fail",
+                f"cannot reach {where}: {type(exc).__name__}",
+                "check endpoint_url and the network",
+            )
+        return HandlerCheck("ok", f"bucket {bucket!r} at {where} reachable with these credentials")
+
+    def secrets(self) -> Iterable[str]:
+        """The secret key, and the access key id too: it names the account."""
+        return [*config_secrets(self.config), *filter(None, [self.config.access_key_id])]
 
     def _store(
         self, event: Event, audio: SpooledFile, key: str, cover: tuple[SpooledFile, str] | None
     ) -> dict[str, Any]:
         """In a worker thread: upload, read back size and ETag, presign."""
         client, bucket = self._client(), self.config.bucket
-        content_type = self.config.content_type or _content_type(audio, key)
-        self._upload(client, audio.path, key, content_type, event)
+        audio_type = self.config.content_type or content_type(audio, key)
+        self._upload(client, audio.path, key, audio_type, event)
         if cover is not None:
-            self._upload(client, cover[0].path, cover[1], _content_type(*cover), event)
+            self._upload(client, cover[0].path, cover[1], content_type(*cover), event)
         head = client.head_object(Bucket=bucket, Key=key)
         url = f"s3://{bucket}/{key}"
         if self.config.presign:
@@ -197,7 +222,7 @@ class S3Handler:
         }
 
     def _upload(self, client: Any, path: Path, key: str, content_type: str, event: Event) -> None:
-        extra: dict[str, Any] = {"ContentType": content_type, "Metadata": _metadata(event)}
+        extra: dict[str, Any] = {"ContentType": content_type, "Metadata": metadata(event)}
         if self.config.storage_class:
             extra["StorageClass"] = self.config.storage_class
         if self.config.acl:
@@ -227,50 +252,6 @@ class S3Handler:
                 )
                 self._s3 = session.client("s3", endpoint_url=cfg.endpoint_url, config=options)
             return self._s3
-
-    def _key(self, event: Event, ext: str) -> str:
-        """The rendered key template; every value is one sanitised segment."""
-        safe = {name: key_segment(value) for name, value in template_values(event).items()}
-        rendered = self.config.key_template.format(prefix=self.config.prefix, ext=ext, **safe)
-        key = "/".join(part for part in rendered.split("/") if part not in ("", "."))
-        if ".." in key.split("/") or len(key.encode()) > _MAX_KEY_BYTES:
-            raise HandlerError(
-                f"rendered key for clip {event.clip_id} is not usable", retryable=False
-            )
-        return key
-
-
-def _check_key_text(name: str, text: str) -> None:
-    if text.startswith("/") or ".." in text.split("/"):
-        raise ValueError(f"{name} must not start with '/' or contain a '..' segment")
-    if any(unicodedata.category(ch).startswith("C") for ch in text):
-        raise ValueError(f"{name} must not contain control characters")
-
-
-def _content_type(spooled: SpooledFile, key: str) -> str:
-    """The served content type unless it is generic, else one from the key's extension."""
-    if spooled.content_type and spooled.content_type not in _GENERIC_TYPES:
-        return spooled.content_type
-    return TYPES.get(key.rsplit(".", 1)[-1], "application/octet-stream")
-
-
-def _ascii(value: str, limit: int = 256) -> str:
-    """`value` UTF-8 percent-encoded (printable ASCII other than `%` kept), cut to `limit`."""
-    text = value[:limit]
-    while len(encoded := quote(text, safe=_META_SAFE)) > limit:
-        text = text[:-1]
-    return encoded
-
-
-def _metadata(event: Event) -> dict[str, str]:
-    """S3 user metadata (x-amz-meta-*): ASCII only, about 2 KB in all."""
-    return {
-        "task-id": _ascii(event.task_id),
-        "clip-id": _ascii(event.clip_id),
-        "title": _ascii(event.title, limit=1024),
-        "platform": _ascii(event.platform),
-        "event-id": _ascii(event.id),
-    }
 
 
 def _handler_error(exc: BaseException, config: S3Handler.Config) -> HandlerError:

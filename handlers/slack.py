@@ -2,16 +2,16 @@
 
 Two modes: an incoming webhook (one fixed channel; no threads, no edits) or a bot token, which
 threads the result under the "generating…" message (or edits it) and turns a replay into an
-edit instead of a second post. Everything the provider wrote is escaped, so a title can neither
-ping the channel nor break the message. slack-sdk's own retries are off: the dispatcher owns
-retries and backoff, and a 429's Retry-After pauses the whole handler there.
+edit instead of a second post. What is posted is built in `slack_messages`. slack-sdk's own
+retries are off: the dispatcher owns retries and backoff, and a 429's Retry-After pauses the
+whole handler there.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import re
+from collections.abc import Iterable
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
@@ -22,15 +22,19 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from handlers.base import HandlerContext, HandlerError
-from receiver.delivery.alerts import BLAME_MEANING, DEAD_KIND, DeadNotice
+from handlers._text import NOT_SENT, is_web
+from handlers.base import HandlerCheck, HandlerContext, HandlerError, config_secrets
+from handlers.slack_messages import Message, escape, payload, render, without_images
+from receiver.delivery.alerts import DEAD_KIND
 from receiver.models import Event
 
 __all__ = ["SlackHandler", "escape"]
 
-_BROADCAST = re.compile(r"@(?=(?:channel|here|everyone)\b)", re.IGNORECASE)
+CHECK_TIMEOUT_S = 10
+"""How long doctor's `auth.test` may take."""
+
 _MENTION = re.compile(r"(?:<[!@#][^<>\s]+>\s*)+")
-_SECTION_MARKER = re.compile(r"\[[^\]]*\]")
+_HOOK_PATH = re.compile(r"^/services/T[A-Z0-9]+/B[A-Z0-9]+/[A-Za-z0-9]+$")
 _RETRYABLE_CODES = frozenset(
     {"internal_error", "fatal_error", "service_unavailable", "request_timeout", "ratelimited"}
 )
@@ -41,18 +45,6 @@ _WEBHOOK = "incoming webhook"
 _QUIET = {"unfurl_links": False, "unfurl_media": False}  # the blocks already show the song
 _PLACEHOLDERS = frozenset({"task.submitted", "song.streaming"})
 _OWN_MESSAGE = frozenset({"task.submitted", DEAD_KIND})
-
-
-def escape(text: str) -> str:
-    """Slack's control characters as entities, and `@channel`/`@here`/`@everyone` defused."""
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return _BROADCAST.sub("@\u200d", text)  # a zero-width joiner: shown as "@here", inert
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Message:
-    text: str
-    blocks: list[dict[str, Any]]
 
 
 class _Refused(HandlerError):
@@ -117,7 +109,7 @@ class SlackHandler:
             if self.token is not None and not self.channel:
                 raise _invalid("channel", "channel is required with token")
             for key, url in (("webhook_url", hook), ("api_base_url", self.api_base_url)):
-                if url is not None and not _is_web(url):
+                if url is not None and not is_web(url):
                     raise _invalid(key, "must be an http(s) URL")
             if self.mention is not None and not _MENTION.fullmatch(self.mention.strip()):
                 raise _invalid("mention", "use Slack syntax such as <!here> or <@U0123ABCD>")
@@ -130,7 +122,13 @@ class SlackHandler:
 
     async def handle(self, event: Event, ctx: HandlerContext) -> dict[str, Any] | None:
         """Post, reply or edit; on a replay edit the earlier message instead of posting again."""
-        message = self._render(event, ctx)
+        message = render(
+            event,
+            mention=self.config.mention,
+            lyrics_lines=self.config.lyrics_lines,
+            task_url=ctx.task_url,
+            results=ctx.results,
+        )
         if message is None:
             return None
         if self.config.token is not None:
@@ -143,7 +141,7 @@ class SlackHandler:
         await self._send(message, ctx, _WEBHOOK, extra)
         return {"posted": True}
 
-    async def _bot(self, event: Event, message: _Message, ctx: HandlerContext) -> dict[str, Any]:
+    async def _bot(self, event: Event, message: Message, ctx: HandlerContext) -> dict[str, Any]:
         """Edit the replayed or "generating…" message (per `on_done`), else reply or post."""
         # An alert goes to the channel itself, never into (or over) a song's thread.
         earlier = ctx.previous_result or (
@@ -200,21 +198,21 @@ class SlackHandler:
         return link if isinstance(link, str) and link.startswith("https://") else None
 
     async def _send(
-        self, message: _Message, ctx: HandlerContext, method: str, extra: dict[str, Any]
+        self, message: Message, ctx: HandlerContext, method: str, extra: dict[str, Any]
     ) -> dict[str, Any]:
         """Send; if Slack rejects the blocks and they hold an image, send once without it.
 
         Slack fetches image URLs itself and answers `invalid_blocks` when it cannot (an expired
         signed link, a private host); the song is still worth announcing without its cover.
         """
-        plain = _without_images(message.blocks)
+        plain = without_images(message.blocks)
         try:
-            return await self._request(method, {**extra, **_payload(message.text, message.blocks)})
+            return await self._request(method, {**extra, **payload(message.text, message.blocks)})
         except _Refused as exc:
             if exc.code not in _BAD_BLOCKS or plain == message.blocks:
                 raise
         ctx.log.warning("slack refused the cover image; sending without it", handler=self.name)
-        return await self._request(method, {**extra, **_payload(message.text, plain)})
+        return await self._request(method, {**extra, **payload(message.text, plain)})
 
     async def _request(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
         """One call to Slack, with every failure turned into a `HandlerError`."""
@@ -244,104 +242,84 @@ class SlackHandler:
             ) from exc
         return answer.data if isinstance(answer.data, dict) else {}
 
+    async def check(self) -> HandlerCheck:
+        """Bot mode: `auth.test`, which proves the token and posts nothing. Webhook mode: the
+        URL's form only, since the one real test (a post) would notify the channel."""
+        if self.config.webhook_url is not None:
+            return _check_hook(self.config.webhook_url.get_secret_value())
+        where = urlsplit(self.config.api_base_url or AsyncWebClient.BASE_URL).hostname
+        try:
+            answer = await self._web_client(CHECK_TIMEOUT_S).auth_test()
+        except SlackApiError as exc:
+            code = exc.response.get("error", "error") if exc.response is not None else "error"
+            return HandlerCheck(
+                "fail",
+                f"Slack ({where}) refused the bot token: {code}",
+                "use the Bot User OAuth Token (xoxb-…) of an installed app",
+            )
+        except Exception as exc:
+            return HandlerCheck(
+                "fail",
+                f"cannot reach Slack at {where}: {type(exc).__name__}",
+                "check the network (and api_base_url, if set)",
+            )
+        team, user = answer.get("team", "?"), answer.get("user", "?")
+        return HandlerCheck(
+            "ok",
+            f"bot token accepted (auth.test: team {team}, bot {user}); posts to "
+            f"{self.config.channel}",
+            "invite the bot to that channel if it is not there yet",
+        )
+
+    def secrets(self) -> Iterable[str]:
+        """The webhook URL or the bot token."""
+        return config_secrets(self.config)
+
     def _connect(self) -> AsyncWebClient | AsyncWebhookClient:
         """The client, built on first use; each call opens and closes its own aiohttp session."""
         if self._client is None:
-            # Held at WARNING: slack-sdk's debug lines quote the webhook URL.
-            logger = logging.getLogger("handlers.slack.sdk")
-            logger.setLevel(logging.WARNING)
-            # No retry handlers: the dispatcher retries, with backoff and Retry-After.
-            common: dict[str, Any] = {"timeout": self.config.request_timeout_s, "logger": logger}
             if self.config.webhook_url is not None:
                 url = self.config.webhook_url.get_secret_value()
-                self._client = AsyncWebhookClient(url, retry_handlers=[], **common)
+                self._client = AsyncWebhookClient(
+                    url,
+                    timeout=self.config.request_timeout_s,
+                    logger=_sdk_logger(),
+                    retry_handlers=[],  # the dispatcher retries, with backoff and Retry-After
+                )
             else:
-                token = self.config.token.get_secret_value() if self.config.token else None
-                base = self.config.api_base_url or AsyncWebClient.BASE_URL
-                self._client = AsyncWebClient(token, base, retry_handlers=[], **common)
+                self._client = self._web_client(self.config.request_timeout_s)
         return self._client
 
-    def _render(self, event: Event, ctx: HandlerContext) -> _Message | None:
-        """The message for `event`, with every provider-written value escaped."""
-        raw = str(event.clip.get("title") or event.prompt or "untitled")
-        name = _fit(escape(" ".join(raw.split())), 140)
-        mention = f"{self.config.mention.strip()} " if self.config.mention else ""
-        dashboard = _link(ctx.task_url, "dashboard")
-        if event.kind == "task.submitted":
-            return _Message(f"🎵 Generating “{name}”…", [])
-        if event.kind == "song.streaming":
-            listen = _link(event.audio_url, "listen while it finishes")
-            return _Message(" ".join(filter(None, [f"▶ “{name}” is streaming", listen])), [])
-        if event.kind in ("song.failed", "task.timed_out"):
-            timed_out = event.kind == "task.timed_out"
-            reason = event.error or event.clip.get("error_message") or event.clip.get("error")
-            reason = escape(str(reason or ("no result in time" if timed_out else "unknown")))
-            headline = f"⏱ {name} timed out" if timed_out else f"⚠️ {name} failed"
-            blocks = [_header(headline), _section(f"{mention}*Reason:* {_fit(reason, 2000)}")]
-            blocks += [_section(dashboard)] if dashboard else []
-            return _Message(_fit(f"{mention}{headline}: {reason}", 3000), blocks)
-        if event.kind == DEAD_KIND:
-            return _dead(DeadNotice.of(event), mention)
-        if event.kind != "song.completed":
-            return None
-        clip = event.clip
-        facts = [mention.strip()] if mention else []
-        if (duration := _duration(clip.get("duration"))) is not None:
-            facts.append(f"*Duration:* {duration}")
-        if style := " ".join(str(clip.get("tags") or clip.get("sound") or "").split()):
-            facts.append(f"*Style:* {_fit(escape(style), 1000)}")
-        details = _section("\n".join(facts) or "Your song is ready.")
-        if event.image_url and _is_web(event.image_url):
-            alt = _fit(f"cover of {name}", 2000)
-            details["accessory"] = {"type": "image", "image_url": event.image_url, "alt_text": alt}
-        blocks = [_header(f"🎵 {name}"), details]
-        if lyrics := self._lyrics(str(clip.get("lyrics") or "")):
-            blocks.append(_section(lyrics))
-        stored = [(n, r["url"]) for n, r in ctx.results.items() if isinstance(r.get("url"), str)]
-        links = [_link(event.audio_url, "▶ listen")]
-        for handler, url in stored:
-            links.append(
-                _link(url, f"stored copy ({escape(handler)})" if stored[1:] else "stored copy")
-            )
-        if shown := " · ".join(link for link in [*links, dashboard] if link):
-            blocks.append(_section(shown))
-        return _Message(_fit(f"{mention}🎵 “{name}” is ready", 3000), blocks)
-
-    def _lyrics(self, lyrics: str) -> str:
-        """The first `lyrics_lines` sung lines as a quote; section markers like [Verse] skipped."""
-        lines = [" ".join(line.split()) for line in lyrics.splitlines()]
-        sung = [line for line in lines if line and not _SECTION_MARKER.fullmatch(line)]
-        shown = sung[: self.config.lyrics_lines]
-        if not shown:
-            return ""
-        more = "\n>…" if len(sung) > len(shown) else ""
-        return _fit("\n".join(f">{escape(line)}" for line in shown), 2900) + more
+    def _web_client(self, timeout: int) -> AsyncWebClient:
+        """A Web API client without retry handlers: the dispatcher retries, with backoff."""
+        token = self.config.token.get_secret_value() if self.config.token else None
+        base = self.config.api_base_url or AsyncWebClient.BASE_URL
+        return AsyncWebClient(token, base, timeout=timeout, logger=_sdk_logger(), retry_handlers=[])
 
 
-def _dead(notice: DeadNotice, mention: str) -> _Message:
-    """The alert for a dead letter: who gave up on which song, why, and where to replay it."""
-    name = _fit(escape(" ".join(notice.title.split())), 140)
-    handler = escape(notice.handler)
-    error = _fit(escape(" ".join(notice.error.split())), 1500)
-    blame = escape(notice.blame)
-    tries = f" {notice.tries}" if notice.tries else ""
-    headline = f"⚠️ {handler}: the {notice.action} of “{name}” failed{tries}"
-    replay = _link(notice.dashboard_url, "dashboard")
-    facts = [
-        f"*Handler:* {handler}"
-        + (f" ({escape(notice.handler_type)})" if notice.handler_type else ""),
-        f"*Event:* {escape(notice.event_kind)} of clip {escape(notice.clip_id)}"
-        f" (task {escape(notice.task_id)})",
-        f"*Error:* {error}",
-        f"*Blame:* {blame}"
-        + (f" — {BLAME_MEANING[notice.blame]}" if notice.blame in BLAME_MEANING else ""),
-    ]
-    blocks = [_header(f"⚠️ {notice.action} failed: {name}"), _section(mention + "\n".join(facts))]
-    blocks += [_section(f"Replay it from the {replay}")] if replay else []
-    text = f"{mention}{headline}: {error} (blame: {blame})" + (
-        f" — replay: {replay}" if replay else ""
+def _sdk_logger() -> logging.Logger:
+    """slack-sdk's logger, held at WARNING: its debug lines quote the webhook URL and token."""
+    logger = logging.getLogger("handlers.slack.sdk")
+    logger.setLevel(logging.WARNING)
+    return logger
+
+
+def _check_hook(url: str) -> HandlerCheck:
+    """Whether an incoming webhook URL has the form Slack hands out (nothing is sent)."""
+    parts = urlsplit(url)
+    if parts.scheme != "https" or parts.hostname != "hooks.slack.com":
+        return HandlerCheck(
+            "warn",
+            f"webhook URL is not on https://hooks.slack.com ({parts.scheme}://{parts.hostname}); "
+            f"fine for a proxy; {NOT_SENT}",
+        )
+    if _HOOK_PATH.match(parts.path):
+        return HandlerCheck("ok", f"incoming webhook URL has Slack's form; {NOT_SENT}")
+    return HandlerCheck(
+        "fail",
+        "incoming webhook URL is not /services/T…/B…/…",
+        "copy the whole URL from Slack's Incoming Webhooks page",
     )
-    return _Message(_fit(text, 3000), blocks)
 
 
 def _refused(what: str, status: int, code: Any, headers: Any) -> _Refused:
@@ -353,59 +331,5 @@ def _refused(what: str, status: int, code: Any, headers: Any) -> _Refused:
     return _Refused(what, status, clean, retry_after)
 
 
-def _payload(text: str, blocks: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"text": text, "blocks": blocks or None}
-
-
 def _clean(result: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in result.items() if value is not None}
-
-
-def _header(text: str) -> dict[str, Any]:
-    return {"type": "header", "text": {"type": "plain_text", "text": _fit(text, 150)}}
-
-
-def _section(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": _fit(text, 3000)}}
-
-
-def _without_images(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The blocks less image blocks and accessories (our only accessories are covers)."""
-    kept = [block for block in blocks if block.get("type") != "image"]
-    return [{k: v for k, v in b.items() if k != "accessory"} for b in kept]
-
-
-def _fit(text: str, limit: int) -> str:
-    """`text` cut to `limit` characters with an ellipsis, never in the middle of an entity."""
-    if len(text) <= limit:
-        return text
-    cut = text[: limit - 1]
-    amp = cut.rfind("&", max(0, len(cut) - 5))
-    if amp >= 0 and ";" not in cut[amp:]:
-        cut = cut[:amp]
-    return cut + "…"
-
-
-def _is_web(url: str) -> bool:
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.netloc)
-
-
-def _link(url: str | None, label: str) -> str | None:
-    """A mrkdwn link, or None for a missing or non-http URL; `|`, `<`, `>` cannot break it."""
-    if not url or not _is_web(url):
-        return None
-    safe = url.replace("&", "&amp;").replace("<", "%3C").replace(">", "%3E")
-    return f"<{safe.replace('|', '%7C').replace(' ', '%20')}|{label}>"
-
-
-def _duration(value: Any) -> str | None:
-    """Seconds as m:ss, or None when missing or not a positive number."""
-    try:
-        seconds = round(float(value))
-    except (TypeError, ValueError, OverflowError):
-        return None
-    return f"{seconds // 60}:{seconds % 60:02d}" if seconds > 0 else None

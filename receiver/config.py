@@ -20,6 +20,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from receiver.errors import ConfigError
+from receiver.redact import MIN_SECRET_CHARS, url_passwords
 
 __all__ = ["LOG_LEVELS", "Settings", "is_public_https", "load_settings", "secret_key_path"]
 
@@ -137,12 +138,15 @@ class Settings(BaseSettings):
         return self.upstream_is_local or is_public_https(self.public_url)
 
     def secret_values(self) -> list[str]:
-        """Every secret value, so logging can redact them wherever they appear."""
+        """Every secret value (the database password too), so logs, the dashboard and doctor
+        can hide them wherever they appear."""
         values: list[str] = []
         for name in _SECRET_FIELDS:
             secret = getattr(self, name)
             if secret is not None:
-                values.extend(p for p in secret.get_secret_value().split(",") if len(p) >= 4)
+                parts = secret.get_secret_value().split(",")
+                values.extend(p for p in parts if len(p) >= MIN_SECRET_CHARS)
+        values.extend(p for p in url_passwords(self.database_url) if len(p) >= MIN_SECRET_CHARS)
         return values
 
 

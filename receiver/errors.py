@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 __all__ = [
     "ConfigError",
     "InsufficientCredits",
+    "LeaseLost",
     "OutcomeUnknown",
     "RateLimited",
     "RelayError",
@@ -39,6 +42,17 @@ class SignatureError(RelayError):
 
 class StoreUnavailable(RelayError):
     """The database cannot be reached or refused the write; callers answer 503 and lose nothing."""
+
+
+class LeaseLost(RelayError):
+    """Our lease on these deliveries ran out and another worker claimed them: what we did is
+    not recorded, and they are no longer ours to work on."""
+
+    def __init__(self, delivery_ids: Collection[str]) -> None:
+        self.delivery_ids = tuple(delivery_ids)
+        super().__init__(
+            f"lease lost on {', '.join(self.delivery_ids)}: another worker owns it now"
+        )
 
 
 class UpstreamError(RelayError):

@@ -1,53 +1,38 @@
 """Structured logs: JSON lines for machines, a readable console for people, secrets redacted.
 
-Redaction works twice: by key name (anything that looks like a secret, token or signature)
-and by value (every configured secret is scrubbed wherever it appears in any string), so a
-secret pasted into an error message still never reaches the log.
+Redaction is `receiver.redact`'s, as on every other surface: by key name (anything that looks
+like a secret, token or signature) and by value (every configured secret is scrubbed wherever
+it appears in any string, as are callback tokens), so a secret pasted into an error message
+still never reaches the log.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from collections.abc import Iterable, MutableMapping
 from typing import Any
 
 import structlog
 
+from receiver.redact import MASK, Redactor
+
 __all__ = ["configure_logging", "get_logger"]
 
-REDACTED = "***"
-_SECRET_KEY = re.compile(r"(secret|token|password|authorization|api_key|signature|cookie)", re.I)
 
+class _RedactProcessor:
+    """The structlog processor: every field of an event through one `Redactor`."""
 
-class _Redactor:
+    __slots__ = ("_redactor",)
+
     def __init__(self, secret_values: Iterable[str]) -> None:
-        self._values = sorted({v for v in secret_values if v}, key=len, reverse=True)
-
-    def _scrub(self, value: Any) -> Any:
-        if isinstance(value, str):
-            for secret in self._values:
-                if secret in value:
-                    value = value.replace(secret, REDACTED)
-            return value
-        if isinstance(value, dict):
-            return {
-                k: REDACTED if _SECRET_KEY.search(str(k)) else self._scrub(v)
-                for k, v in value.items()
-            }
-        if isinstance(value, list | tuple):
-            return [self._scrub(v) for v in value]
-        return value
+        self._redactor = Redactor(secret_values, MASK)
 
     def __call__(
         self, _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:
         for key, value in list(event_dict.items()):
-            if _SECRET_KEY.search(key):
-                event_dict[key] = REDACTED
-            else:
-                event_dict[key] = self._scrub(value)
+            event_dict[key] = self._redactor.field(key, value)
         return event_dict
 
 
@@ -62,11 +47,13 @@ def configure_logging(
 ) -> None:
     """Set up structlog and the stdlib root logger (uvicorn's and httpx's logs go through it)."""
     json_output = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
-    redactor = _Redactor(secret_values)
+    redactor = _RedactProcessor(secret_values)
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        # Before the redactor: a traceback quotes exception messages, which may quote a secret.
+        structlog.processors.format_exc_info,
         redactor,
     ]
     renderer: Any = (
@@ -79,7 +66,6 @@ def configure_logging(
         # path logs each callback and delivery at info; production often runs warning).
         structlog.stdlib.filter_by_level,
         *shared,
-        structlog.processors.format_exc_info,
         structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
     ]
     structlog.configure(

@@ -26,6 +26,7 @@ from prometheus_client.metrics_core import Metric
 
 from receiver import __version__
 from receiver.errors import StoreUnavailable
+from receiver.states import DeliveryState
 from receiver.store.base import Store
 
 __all__ = [
@@ -55,8 +56,9 @@ CALLBACK_OUTCOMES = (
 )
 """The webhook route's answers: 200 `status`, or the `error` code of a refusal."""
 
-DELIVERY_OUTCOMES = ("succeeded", "retry", "dead")
-"""One handler run ended: done, failed and scheduled again, or dead-lettered."""
+DELIVERY_OUTCOMES = ("succeeded", "retry", "dead", "lost")
+"""One handler run ended: done, failed and scheduled again, dead-lettered, or lost (its lease
+ran out and another worker took the delivery over, so this run's outcome was not kept)."""
 
 POLL_RESULTS = (
     "found",
@@ -121,7 +123,7 @@ class Metrics:
             ),
             deliveries=Counter(
                 "aimusic_relay_deliveries",
-                "Handler runs finished, by handler and outcome (succeeded, retry, dead).",
+                "Handler runs finished, by handler and outcome (succeeded, retry, dead, lost).",
                 ["handler", "outcome"],
                 registry=registry,
             ),
@@ -247,12 +249,14 @@ class Metrics:
         but still holding rows shows too, and disappears once it has none."""
         depth = dict.fromkeys(self.handlers, 0)
         for (handler, state), count in queued.items():
-            if state != "dead":
+            if state != DeliveryState.DEAD:
                 depth[handler] = depth.get(handler, 0) + count
         self.queue_depth_by_handler.clear()
         for handler, count in depth.items():
             self.queue_depth_by_handler.labels(handler).set(count)
-        self.dead_letters.set(sum(n for (_, state), n in queued.items() if state == "dead"))
+        self.dead_letters.set(
+            sum(n for (_, state), n in queued.items() if state == DeliveryState.DEAD)
+        )
 
 
 class _WithoutCreated:

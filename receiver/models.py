@@ -9,19 +9,18 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
+from receiver.states import EventKind, Source
+
 __all__ = [
-    "FAMILIES",
     "CallbackBody",
     "Clip",
     "CreateAnswer",
     "Credits",
     "Event",
-    "EventKind",
-    "Family",
     "LyricsAnswer",
     "LyricsResult",
     "LyricsTaskAnswer",
@@ -29,26 +28,6 @@ __all__ = [
     "header_contradicts",
     "normalise",
 ]
-
-Family = Literal["producer", "sonic", "nuro"]
-"""An upstream API family; nuro is retired (its calls raise `TaskGone`) but its callbacks parse."""
-
-FAMILIES: tuple[Family, ...] = ("producer", "sonic", "nuro")
-"""Every family name `UpstreamClient.create` and `UpstreamClient.task` accept."""
-
-EventKind = Literal[
-    "task.submitted",
-    "song.streaming",
-    "song.completed",
-    "song.failed",
-    "task.timed_out",
-    "delivery.dead",
-]
-"""What happened to one clip (or, for `task.*` and clip-less failures, to the whole task);
-`delivery.dead` is the relay's own: a delivery of the clip's event was dead-lettered."""
-
-FINAL_KINDS: frozenset[str] = frozenset({"song.completed", "song.failed", "task.timed_out"})
-"""Kinds after which the clip will not change any more."""
 
 TASK_LEVEL_CLIP = "-"
 """Clip id used for events about a whole task that carries no clips (a failure, a timeout)."""
@@ -178,7 +157,7 @@ class Event:
     clip_id: str
     platform: str
     clip: Mapping[str, Any]
-    source: Literal["callback", "poll", "relay"]
+    source: Source
     received_at: datetime
     labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
     task_ref: str | None = None
@@ -206,18 +185,21 @@ class Event:
 
 
 _STATE_TO_KIND: dict[str, EventKind] = {
-    "succeeded": "song.completed",
-    "success": "song.completed",
-    "complete": "song.completed",
-    "completed": "song.completed",
-    "streaming": "song.streaming",
-    "failed": "song.failed",
-    "failure": "song.failed",
-    "error": "song.failed",
+    "succeeded": EventKind.COMPLETED,
+    "success": EventKind.COMPLETED,
+    "complete": EventKind.COMPLETED,
+    "completed": EventKind.COMPLETED,
+    "streaming": EventKind.STREAMING,
+    "failed": EventKind.FAILED,
+    "failure": EventKind.FAILED,
+    "error": EventKind.FAILED,
 }
+"""A provider's clip or task state (any case) → the kind it reports; other states are pending."""
 
 
-_HEADER_KINDS: frozenset[str] = frozenset({"song.completed", "song.failed", "song.streaming"})
+_HEADER_KINDS: frozenset[EventKind] = frozenset(
+    {EventKind.COMPLETED, EventKind.FAILED, EventKind.STREAMING}
+)
 
 
 def _task_level_kind(body: CallbackBody) -> EventKind | None:
@@ -226,14 +208,14 @@ def _task_level_kind(body: CallbackBody) -> EventKind | None:
         if value:
             kind = _STATE_TO_KIND.get(value.lower())
             if kind is None and value in _HEADER_KINDS:
-                kind = value  # type: ignore[assignment]
+                kind = EventKind(value)
             if kind is not None:
                 return kind
     return None
 
 
 def _header_kind(header_event: str | None) -> EventKind | None:
-    return header_event if header_event in _HEADER_KINDS else None  # type: ignore[return-value]
+    return EventKind(header_event) if header_event in _HEADER_KINDS else None
 
 
 def normalise(
@@ -253,9 +235,9 @@ def normalise(
         if kind is None:
             continue
         found.append((kind, clip.clip_id, clip.model_dump(mode="json", exclude_none=True)))
-    if not body.data and fallback == "song.failed":
+    if not body.data and fallback == EventKind.FAILED:
         reason = {"error": body.message} if body.message else {}
-        found.append(("song.failed", TASK_LEVEL_CLIP, reason))
+        found.append((EventKind.FAILED, TASK_LEVEL_CLIP, reason))
     return found
 
 
@@ -275,7 +257,7 @@ def header_contradicts(body: CallbackBody, header_event: str | None) -> bool:
     signed.discard(None)
     if not signed or header in signed:
         return False
-    return not (header == "song.completed" and signed == {"song.streaming"})
+    return not (header == EventKind.COMPLETED and signed == {EventKind.STREAMING})
 
 
 def dedupe_key(task_id: str, clip_id: str, kind: str) -> str:

@@ -14,7 +14,7 @@ from receiver.delivery.handler_set import HandlerSet, load_handler_set
 from receiver.delivery.spool import DownloadPolicy
 from receiver.metrics import Metrics
 from receiver.signing import CallbackTokens
-from receiver.store import SqlStore, open_store
+from receiver.store import Store, open_store
 from receiver.upstream.client import UpstreamClient
 
 __all__ = ["Services", "build_services"]
@@ -25,7 +25,7 @@ class Services:
     """Settings, store, handlers, tokens and HTTP clients for one process."""
 
     settings: Settings
-    store: SqlStore
+    store: Store
     handlers: HandlerSet
     tokens: CallbackTokens
     http: httpx.AsyncClient

@@ -10,16 +10,17 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from receiver.errors import OutcomeUnknown, RateLimited, RelayError, UpstreamError
 from receiver.logging import get_logger
 from receiver.models import TASK_LEVEL_CLIP, CreateAnswer
+from receiver.rows import TaskRow
 from receiver.services import Services
+from receiver.states import EventKind, Family, Source, TaskState
 from receiver.store import Inbound, NewTask
-from receiver.store.queries import TaskRow
 
 __all__ = ["SubmitRequest", "sonic_params", "submit"]
 
@@ -36,7 +37,7 @@ class SubmitRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    family: Literal["producer", "sonic", "nuro"] = "producer"
+    family: Family = Family.PRODUCER
     params: dict[str, Any] = Field(default_factory=dict)
     labels: dict[str, str] = Field(default_factory=dict)
     handlers: list[str] | None = None
@@ -102,10 +103,10 @@ async def _announce(
     clip = {"title": params["title"]} if params.get("title") else {}
     await services.store.record_inbound(
         Inbound(
-            source="relay",
+            source=Source.RELAY,
             body=b"",
             platform=request.family,
-            clips=[("task.submitted", TASK_LEVEL_CLIP, clip)],
+            clips=[(EventKind.SUBMITTED, TASK_LEVEL_CLIP, clip)],
             task_id=task_id,
             task_ref=ref,
         ),
@@ -123,7 +124,7 @@ async def submit(services: Services, request: SubmitRequest) -> TaskRow:
     ref = uuid.uuid4().hex
     params = dict(request.params)
     params.setdefault("task_type", "create_music")
-    if request.family == "sonic":
+    if request.family == Family.SONIC:
         params = sonic_params(params)
         _refuse_dropped_title(params)
     stored_params = dict(params)
@@ -155,10 +156,10 @@ async def submit(services: Services, request: SubmitRequest) -> TaskRow:
     try:
         answer = await _create(services, request.family, params, bound)
     except OutcomeUnknown as exc:
-        await services.store.task_state(ref, "unknown", exc.message)
+        await services.store.task_state(ref, TaskState.UNKNOWN, exc.message)
         bound.warning("create outcome unknown; not re-sent", error=exc.message)
     except UpstreamError as exc:
-        await services.store.task_state(ref, "failed", exc.message)
+        await services.store.task_state(ref, TaskState.FAILED, exc.message)
         bound.warning("create refused", status=exc.status, error=exc.message)
         raise
     else:

@@ -17,6 +17,7 @@ from receiver import __version__
 from receiver.cli.shell import api_key, app, db_app, err, fail, out, run, settings_for
 from receiver.errors import ConfigError
 from receiver.logging import configure_logging
+from receiver.states import FAMILIES
 
 __all__ = ["app"]
 
@@ -143,7 +144,7 @@ def submit(
         params["tags"] = tags
     if model is not None:
         params["mv"] = model
-    if family not in ("producer", "sonic", "nuro"):
+    if family not in FAMILIES:
         raise fail(f"--family {family!r}: use producer or sonic", 2)
     labels = {}
     for item in label or []:
@@ -209,7 +210,7 @@ def lyrics(
     """Write lyrics with the provider (producer lyrics-create or sonic lyrics)."""
     from receiver.upstream.client import UpstreamClient
 
-    if family not in ("producer", "sonic", "nuro"):  # nuro: the provider's own "retired"
+    if family not in FAMILIES:  # nuro: the provider's own "retired"
         raise fail(f"--family {family!r}: use producer or sonic", 2)
     settings = settings_for()
     key = api_key(settings)

@@ -14,7 +14,7 @@ import shlex
 import socket
 import tempfile
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +27,9 @@ from starlette.types import ASGIApp
 from receiver.app import create_app
 from receiver.cli.progress import delivered_paths, describe, is_settled
 from receiver.config import Settings
+from receiver.rows import TaskDetail
 from receiver.sandbox import SandboxOptions, create_sandbox_app
-from receiver.store.queries import TaskDetail
+from receiver.states import Source, TaskState
 
 __all__ = ["run_demo"]
 
@@ -109,7 +110,8 @@ async def run_demo(directory: Path | None, prompt: str, *, callbacks: bool = Tru
                 if is_settled(task):
                     break
                 await asyncio.sleep(0.05)
-        if not is_settled(task) or task["state"] != "succeeded" or not delivered_paths(task):
+        succeeded = task["state"] == TaskState.SUCCEEDED
+        if not is_settled(task) or not succeeded or not delivered_paths(task):
             console.print(f"[red]the song did not arrive[/]: {describe(task)}")
             return 1
         detail = await _raw_detail(settings, task["id"])
@@ -132,16 +134,17 @@ async def _raw_detail(settings: Settings, task_id: str) -> TaskDetail:
     return detail
 
 
-def _print_report(console: Console, task: Mapping[str, Any], t0: float, t_created: float) -> None:
-    inbound = [i for i in task["inbox"] if i["source"] != "relay"]
-    callback_at = min(i["received_at"] for i in inbound)
-    how = "callback" if inbound[0]["source"] == "callback" else "poll"
-    attempt = next(a for e in task["events"] for d in e["deliveries"] for a in d["attempt_log"])
+def _print_report(console: Console, task: TaskDetail, t0: float, t_created: float) -> None:
+    inbound = [i for i in task.inbox if i.source != Source.RELAY]
+    callback_at = min(i.received_at for i in inbound)
+    how = "callback" if inbound[0].source == Source.CALLBACK else "poll"
+    attempt = next(a for e in task.events for d in e.deliveries for a in d.attempt_log)
+    finished_at = attempt.finished_at or attempt.started_at
     steps = [
         ("create call answered", t_created),
         (f"{how} received and committed", callback_at),
-        ("disk handler started", attempt["started_at"]),
-        ("file on disk", attempt["finished_at"]),
+        ("disk handler started", attempt.started_at),
+        ("file on disk", finished_at),
     ]
     table = Table(title="timings (from submit)")
     table.add_column("step")
@@ -150,7 +153,7 @@ def _print_report(console: Console, task: Mapping[str, Any], t0: float, t_create
         table.add_row(name, f"{(at - t0) * 1000:,.0f} ms")
     table.add_row(
         f"[bold]{how} → file on disk[/]",
-        f"[bold]{(attempt['finished_at'] - callback_at) * 1000:,.1f} ms[/]",
+        f"[bold]{(finished_at - callback_at) * 1000:,.1f} ms[/]",
     )
     console.print(table)
     console.print("[green]done[/]: the song is on disk")

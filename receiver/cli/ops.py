@@ -21,13 +21,13 @@ import typer
 from receiver.cli import render
 from receiver.cli.shell import app, err, fail, out, run, settings_for
 from receiver.errors import RelayError, StoreUnavailable
-from receiver.http.params import TASK_STATES  # the API's list: one source
 from receiver.logging import configure_logging
+from receiver.states import TASK_STATES, DeliveryState
 
 if TYPE_CHECKING:  # the store pulls in SQLAlchemy, psycopg and Alembic: import on use
     from receiver.config import Settings
-    from receiver.store import SqlStore
-    from receiver.store.queries import EventRow, TaskRow
+    from receiver.rows import EventRow, TaskRow
+    from receiver.store import Store
 
 __all__ = ["TASK_STATES", "open_existing_store"]
 
@@ -37,9 +37,9 @@ LimitOption = Annotated[int, typer.Option(min=1, max=500, help="How many rows at
 
 
 @contextlib.asynccontextmanager
-async def open_existing_store(settings: Settings) -> AsyncIterator[SqlStore]:
+async def open_existing_store(settings: Settings) -> AsyncIterator[Store]:
     """The relay's store, reached and at a known schema, or a `RelayError` naming the fix."""
-    from receiver.store import SqlStore
+    from receiver.store import open_store
     from receiver.store.migrate import head_revision
 
     if settings.is_sqlite and not settings.sqlite_path.is_file():
@@ -47,7 +47,7 @@ async def open_existing_store(settings: Settings) -> AsyncIterator[SqlStore]:
             f"no database at {settings.sqlite_path}: set DATABASE_URL to the relay's database "
             "(or create one with `aimusic-relay db upgrade`)"
         )
-    store = SqlStore(settings.database_url, migrate_on_open=False, pool_size=2)
+    store = open_store(settings.database_url, migrate_on_open=False, pool_size=2)
     try:
         try:
             revision = await store.ping()
@@ -100,7 +100,7 @@ def tasks(
         async with open_existing_store(settings) as store:
             return await store.reads.list_tasks(limit, state=state)
 
-    rows = [render.hide_callback_token(row) for row in run(fetch)]
+    rows = run(fetch)  # `--json` hides callback tokens (`plain`); the table shows none
     if as_json:
         _emit_json(rows)
     elif not rows:
@@ -167,20 +167,20 @@ async def _follow_events(settings: Settings, limit: int, show: Callable[[EventRo
             recent = await store.reads.list_events(max(limit, 50))
             for row in reversed(recent[:limit]):
                 show(row)
-            seen = {row["id"] for row in recent}
+            seen = {row.id for row in recent}
             if sys.stderr.isatty():
                 err.print("[dim]following new events; Ctrl-C to stop[/]")
             while not await _stopped(stop, FOLLOW_POLL_S):
                 page = 50
                 while True:
                     recent = await store.reads.list_events(page)
-                    fresh = [row for row in recent if row["id"] not in seen]
+                    fresh = [row for row in recent if row.id not in seen]
                     if len(fresh) < len(recent) or len(recent) < page or page >= 500:
                         break
                     page *= 4  # a burst: everything on the page is new, look further back
-                for row in sorted(fresh, key=lambda r: (r["received_at"], r["id"])):
+                for row in sorted(fresh, key=lambda r: (r.received_at, r.id)):
                     show(row)
-                seen = {row["id"] for row in recent}
+                seen = {row.id for row in recent}
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
@@ -204,10 +204,10 @@ def dead_letters(
 
     async def fetch() -> list[dict[str, Any]]:
         async with open_existing_store(settings) as store:
-            rows = await store.reads.list_deliveries("dead", limit, handler=handler)
-            found = await store.reads.events_for(ids=sorted({r["event_id"] for r in rows}))
-        by_id = {e["id"]: e for e in found}
-        return [render.dead_letter(row, by_id.get(row["event_id"])) for row in rows]
+            rows = await store.reads.list_deliveries(DeliveryState.DEAD, limit, handler=handler)
+            found = await store.reads.events_for(ids=sorted({r.event_id for r in rows}))
+        by_id = {e.id: e for e in found}
+        return [render.dead_letter(row, by_id.get(row.event_id)) for row in rows]
 
     rows = run(fetch)
     if as_json:
@@ -259,7 +259,7 @@ def replay(
         if found is None:
             raise RelayError(f"no delivery {delivery_id}; see `aimusic-relay dead-letters`")
         raise RelayError(
-            f"delivery {delivery_id} is {found['state']}: only succeeded or dead deliveries "
+            f"delivery {delivery_id} is {found.state}: only succeeded or dead deliveries "
             "can be replayed"
         )
 

@@ -1,4 +1,8 @@
-"""Following a task until its song is delivered: shared by `submit --wait` and the demo."""
+"""Following a task until its song is delivered: shared by `submit --wait` and the demo.
+
+These functions read a task detail as a mapping, the shape both the API's JSON (the demo and
+the tests read it over HTTP) and a row's `model_dump()` (`submit --wait` reads the store) have.
+"""
 
 from __future__ import annotations
 
@@ -18,11 +22,17 @@ from receiver.config import Settings
 from receiver.http.responses import present
 from receiver.logging import configure_logging
 from receiver.services import build_services
+from receiver.states import (
+    FINISHED_DELIVERY_STATES,
+    SETTLED_TASK_STATES,
+    DeliveryState,
+    EventKind,
+    TaskState,
+)
 from receiver.submit import SubmitRequest, submit
 
 __all__ = ["WAIT_TIMED_OUT", "delivered_paths", "is_settled", "submit_and_wait"]
 
-FINAL_STATES = frozenset({"succeeded", "failed", "timed_out", "unknown"})
 WAIT_TIMED_OUT = 3
 """`submit --wait`'s exit status when it gave up waiting: the task goes on (it may still be
 delivered, so a script should not submit it again), unlike 1, which means it failed."""
@@ -32,10 +42,10 @@ _FILE_KEYS = ("path", "cover", "metadata", "lyrics")
 
 def is_settled(task: Mapping[str, Any]) -> bool:
     """Final state, and no delivery of any of its events still pending or running."""
-    if task["state"] not in FINAL_STATES:
+    if task["state"] not in SETTLED_TASK_STATES:
         return False
     return all(
-        delivery["state"] in ("succeeded", "dead")
+        delivery["state"] in FINISHED_DELIVERY_STATES
         for event in task.get("events", [])
         for delivery in event.get("deliveries", [])
     )
@@ -66,9 +76,9 @@ def gave_up(task: Mapping[str, Any], wait_s: float) -> str:
         f"{event['kind']}→{delivery['handler']}: {delivery['state']}"
         for event in task.get("events", [])
         for delivery in event.get("deliveries", [])
-        if delivery["state"] not in ("succeeded", "dead")
+        if delivery["state"] not in FINISHED_DELIVERY_STATES
     ]
-    if task["state"] in FINAL_STATES:
+    if task["state"] in SETTLED_TASK_STATES:
         where = f"{name} is {task['state']}, deliveries still open ({', '.join(open_deliveries)})"
     else:
         where = f"{name} is still {task['state']}"
@@ -89,7 +99,7 @@ _NO_SERVE_HINT = (
 
 def _song_events(task: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     """The provider's events: everything but the relay's own `task.submitted`."""
-    return [e for e in task.get("events", []) if e["kind"] != "task.submitted"]
+    return [e for e in task.get("events", []) if e["kind"] != EventKind.SUBMITTED]
 
 
 async def submit_and_wait(
@@ -103,8 +113,9 @@ async def submit_and_wait(
     await services.store.open()
     timed_out = False
     try:
-        task: Mapping[str, Any] = await submit(services, SubmitRequest.model_validate(body))
-        if task["state"] == "unknown":
+        submitted = await submit(services, SubmitRequest.model_validate(body))
+        task: Mapping[str, Any] = submitted.model_dump()
+        if task["state"] == TaskState.UNKNOWN:
             console.print(
                 "[yellow]The create call's outcome is unknown (timeout or server error).[/] "
                 "It was not re-sent, to avoid paying twice; the relay will match a callback "
@@ -112,7 +123,7 @@ async def submit_and_wait(
             )
         elif not as_json:
             console.print(f"submitted: task {task['upstream_id']} (relay id {task['id']})")
-        if wait and task["state"] != "unknown":
+        if wait and task["state"] != TaskState.UNKNOWN:
             task, timed_out = await _follow(
                 services.store, task["id"], wait_s, console, quiet=as_json
             )
@@ -125,10 +136,12 @@ async def submit_and_wait(
         for path in delivered_paths(task):
             # quoted on a terminal, to paste into a shell; one raw path a line for a script
             paths.print(shlex.quote(path) if paths.is_terminal else path, markup=False)
-    if task["state"] in ("failed", "timed_out", "unknown"):
+    if task["state"] in SETTLED_TASK_STATES - {TaskState.SUCCEEDED}:
         return 1
     if wait and any(
-        d["state"] == "dead" for e in task.get("events", []) for d in e.get("deliveries", [])
+        d["state"] == DeliveryState.DEAD
+        for e in task.get("events", [])
+        for d in e.get("deliveries", [])
     ):
         return 1
     return WAIT_TIMED_OUT if timed_out else 0
@@ -169,7 +182,7 @@ async def _follow(
     hinted = timed_out = False
     with console.status("waiting…", spinner="dots") as status:
         while True:
-            task: dict[str, Any] = await store.reads.task_detail(task_id)
+            task: dict[str, Any] = (await store.reads.task_detail(task_id)).model_dump()
             elapsed = time.monotonic() - started
             if not quiet:
                 status.update(f"{describe(task)}  ({elapsed:.0f} s)")

@@ -13,8 +13,11 @@ from rich.cells import cell_len
 from rich.table import Column, Table
 from rich.text import Text
 
+from receiver.states import DeliveryState, TaskState
+
 if TYPE_CHECKING:
     from receiver.cli.doctor_checks import Check
+    from receiver.rows import DeliveryRow, EventRow, TaskRow
 
 __all__ = [
     "Field",
@@ -25,37 +28,27 @@ __all__ = [
     "doctor_table",
     "event_line",
     "events_sheet",
-    "hide_callback_token",
     "plain",
     "tasks_sheet",
 ]
 
-_TOKEN_PATH = re.compile(r"(/webhooks/aimusic/)[^/?#]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_STATE_STYLE = {
-    "succeeded": "green",
-    "failed": "red",
-    "dead": "red",
-    "timed_out": "red",
-    "unknown": "yellow",
+_STATE_STYLE: dict[str, str] = {
+    TaskState.SUCCEEDED: "green",
+    TaskState.FAILED: "red",
+    DeliveryState.DEAD: "red",
+    TaskState.TIMED_OUT: "red",
+    TaskState.UNKNOWN: "yellow",
 }
 _MARK = {"ok": "[green]✓ ok[/]", "warn": "[yellow]! warn[/]", "fail": "[bold red]✗ fail[/]"}
 
 
 def plain(value: Any) -> Any:
-    """Rows for `--json`: the API's presentation (ISO 8601 times, raw bytes dropped)."""
+    """Rows for `--json`: the API's presentation (ISO 8601 times, raw bytes dropped, callback
+    tokens hidden), so a script sees what the API would answer."""
     from receiver.http.responses import present
 
     return present(value)
-
-
-def hide_callback_token(task: Mapping[str, Any]) -> dict[str, Any]:
-    """The task with its per-task callback token cut out of `params.webhook_url`."""
-    params = task.get("params")
-    if isinstance(params, dict) and isinstance(params.get("webhook_url"), str):
-        hidden = _TOKEN_PATH.sub(r"\1(hidden)", params["webhook_url"])
-        return {**task, "params": {**params, "webhook_url": hidden}}
-    return dict(task)
 
 
 def _when(value: Any) -> str:
@@ -194,21 +187,21 @@ _TASK_FIELDS = (
 )
 
 
-def tasks_sheet(rows: Sequence[Mapping[str, Any]], *, terminal: bool) -> Sheet:
+def tasks_sheet(rows: Sequence[TaskRow], *, terminal: bool) -> Sheet:
     """Tasks with their title and prompt, so a person can tell them apart."""
     return _sheet(
         _TASK_FIELDS,
         [
             (
-                row["created_at"],
-                row.get("upstream_id"),
-                row["id"],
-                row["family"],
-                row["state"],
-                _flat((row.get("params") or {}).get("title")),
-                _flat(row.get("prompt") or (row.get("params") or {}).get("sound")),
-                ",".join(f"{k}={v}" for k, v in (row.get("labels") or {}).items()),
-                _flat(row.get("error")),
+                row.created_at,
+                row.upstream_id,
+                row.id,
+                row.family,
+                row.state,
+                _flat(row.params.get("title")),
+                _flat(row.prompt or row.params.get("sound")),
+                ",".join(f"{k}={v}" for k, v in row.labels.items()),
+                _flat(row.error),
             )
             for row in rows
         ],
@@ -228,19 +221,19 @@ _EVENT_FIELDS = (
 )
 
 
-def events_sheet(rows: Sequence[Mapping[str, Any]], *, terminal: bool) -> Sheet:
+def events_sheet(rows: Sequence[EventRow], *, terminal: bool) -> Sheet:
     return _sheet(
         _EVENT_FIELDS,
         [
             (
-                row["received_at"],
-                row["id"],
-                row["kind"],
-                row["platform"],
-                row["task_id"],
-                row["clip_id"],
-                row["source"],
-                _flat((row.get("clip") or {}).get("title")),
+                row.received_at,
+                row.id,
+                row.kind,
+                row.platform,
+                row.task_id,
+                row.clip_id,
+                row.source,
+                _flat(row.clip.get("title")),
             )
             for row in rows
         ],
@@ -248,35 +241,35 @@ def events_sheet(rows: Sequence[Mapping[str, Any]], *, terminal: bool) -> Sheet:
     )
 
 
-def event_line(row: Mapping[str, Any]) -> str:
-    title = (row.get("clip") or {}).get("title")
+def event_line(row: EventRow) -> str:
+    title = row.clip.get("title")
     parts = [
-        _when(row["received_at"]),
-        row["kind"],
-        f"task={row['task_id']}",
-        f"clip={row['clip_id']}",
-        f"event={row['id']}",
-        f"via={row['source']}",
+        _when(row.received_at),
+        str(row.kind),
+        f"task={row.task_id}",
+        f"clip={row.clip_id}",
+        f"event={row.id}",
+        f"via={row.source}",
     ]
     if title:
         parts.append(f"title={_cut(title, 40)!r}")
-    if row.get("error"):
-        parts.append(f"error={_cut(row['error'], 80)!r}")
+    if row.error:
+        parts.append(f"error={_cut(row.error, 80)!r}")
     return "  ".join(parts)
 
 
-def dead_letter(delivery: Mapping[str, Any], event: Mapping[str, Any] | None) -> dict[str, Any]:
+def dead_letter(delivery: DeliveryRow, event: EventRow | None) -> dict[str, Any]:
     """One dead delivery with what a person needs to decide on a replay."""
     return {
-        "delivery_id": delivery["id"],
-        "handler": delivery["handler"],
-        "event_id": delivery["event_id"],
-        "event_kind": event["kind"] if event else None,
-        "task_id": event["task_id"] if event else None,
-        "attempts": delivery["attempts"],
-        "last_error": delivery["last_error"],
-        "blame": delivery["blame"],
-        "died_at": delivery["updated_at"],
+        "delivery_id": delivery.id,
+        "handler": delivery.handler,
+        "event_id": delivery.event_id,
+        "event_kind": str(event.kind) if event else None,
+        "task_id": event.task_id if event else None,
+        "attempts": delivery.attempts,
+        "last_error": delivery.last_error,
+        "blame": delivery.blame,
+        "died_at": delivery.updated_at,
     }
 
 

@@ -17,9 +17,16 @@ from collections.abc import Mapping, Sequence
 
 from markupsafe import Markup, escape
 
+from receiver.states import DeliveryState
+
 __all__ = ["Bar", "Row", "bar_chart", "number", "stacked_rows"]
 
-_SERIES_CLASSES = {"succeeded": "ok", "dead": "bad", "pending": "info", "running": "busy"}
+_SERIES_CLASSES: dict[str, str] = {
+    DeliveryState.SUCCEEDED: "ok",
+    DeliveryState.DEAD: "bad",
+    DeliveryState.PENDING: "info",
+    DeliveryState.RUNNING: "busy",
+}
 """Outcome → colour class (app.css); an unknown outcome is drawn neutral."""
 _FALLBACK_FILL = {"ok": "#12b76a", "bad": "#f04438", "info": "#2e90fa", "busy": "#7a5af8"}
 """Presentation-attribute colours, for a chart seen without the stylesheet."""

@@ -12,18 +12,18 @@ from pathlib import Path
 
 from handlers.disk import DiskHandler
 from receiver.dashboard.views import disk_file
+from receiver.rows import DeliveryRow
 from receiver.services import Services
-from receiver.store.queries import DeliveryRow
 
 __all__ = ["disk_copy", "task_file"]
 
 
 def disk_copy(services: Services, delivery: DeliveryRow) -> Path | None:
     """The delivery's audio file, if a disk handler wrote it inside its directory; else None."""
-    configured = services.handlers.get(delivery["handler"])
+    configured = services.handlers.get(delivery.handler)
     if configured is None or not isinstance(configured.handler, DiskHandler):
         return None
-    return disk_file(delivery["result"], configured.handler.config.path)
+    return disk_file(delivery.result, configured.handler.config.path)
 
 
 async def task_file(services: Services, task_id: str, delivery_id: str) -> Path | None:
@@ -33,7 +33,7 @@ async def task_file(services: Services, task_id: str, delivery_id: str) -> Path 
     task = await reads.get_task(task_id)
     if delivery is None or task is None:
         return None
-    events = await reads.events_for(ids=[delivery["event_id"]])
-    if [event["task_ref"] for event in events] != [task["id"]]:
+    events = await reads.events_for(ids=[delivery.event_id])
+    if [event.task_ref for event in events] != [task.id]:
         return None
     return disk_copy(services, delivery)

@@ -14,18 +14,11 @@ from urllib.parse import urlencode
 
 from starlette.datastructures import FormData
 
-from receiver.errors import (
-    InsufficientCredits,
-    RateLimited,
-    TaskGone,
-    Unauthorized,
-    UpstreamError,
-    UpstreamForbidden,
-    UpstreamRejected,
-)
-from receiver.http.params import TASK_STATES
-from receiver.models import FAMILIES as ALL_FAMILIES
+from receiver.errors import UpstreamError
+from receiver.states import FAMILIES as ALL_FAMILIES
+from receiver.states import TASK_STATES, Family
 from receiver.submit import SubmitRequest
+from receiver.upstream.statuses import upstream_status
 
 __all__ = [
     "FormError",
@@ -40,7 +33,7 @@ __all__ = [
     "upstream_message",
 ]
 
-FAMILIES = ("producer", "sonic")
+FAMILIES = (Family.PRODUCER, Family.SONIC)
 """What the form offers; nuro is retired upstream."""
 
 
@@ -56,7 +49,7 @@ class SubmitForm:
     title: str = ""
     lyrics: str = ""
     instrumental: bool = False
-    family: str = "producer"
+    family: str = Family.PRODUCER
     labels: str = ""
 
 
@@ -66,7 +59,7 @@ def read_submit_form(form: FormData) -> SubmitForm:
         title=_field(form, "title").strip(),
         lyrics=_field(form, "lyrics").strip(),
         instrumental=_field(form, "instrumental") in ("on", "true", "1"),
-        family=_field(form, "family") or "producer",
+        family=_field(form, "family") or Family.PRODUCER,
         labels=_field(form, "labels").strip(),
     )
 
@@ -177,22 +170,10 @@ def safe_back(value: Any, default: str = "/admin") -> str:
     return value
 
 
-_UPSTREAM_WORDING: list[tuple[type[UpstreamError], int, str]] = [
-    (InsufficientCredits, 402, "The AI Music API account is out of credits"),
-    (RateLimited, 429, "The AI Music API is rate-limiting us; try again in a minute"),
-    (UpstreamRejected, 400, "The AI Music API rejected the request"),
-    (UpstreamForbidden, 403, "The AI Music API refused the request"),
-    (TaskGone, 410, "That task type is retired upstream"),
-    (Unauthorized, 502, "The AI Music API refused our API key: check AIMUSIC_API_KEY"),
-]
-
-
 def upstream_message(exc: UpstreamError) -> tuple[int, str]:
     """HTTP status (as `/api/tasks` maps it) and a sentence for the operator."""
-    for kind, status, wording in _UPSTREAM_WORDING:
-        if isinstance(exc, kind):
-            return status, f"{wording}: {exc.message}"
-    return 502, f"The AI Music API could not be reached or failed: {exc.message}"
+    answer = upstream_status(exc)
+    return answer.status, f"{answer.wording}: {exc.message}"
 
 
 def _field(form: FormData, name: str) -> str:

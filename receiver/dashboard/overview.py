@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from markupsafe import Markup
 
 from receiver.dashboard.charts import Bar, Row, bar_chart, number, stacked_rows
+from receiver.states import DeliveryState, Family, TaskState
 from receiver.store.queries import Queries, TaskCost
 
 __all__ = [
@@ -30,7 +31,12 @@ __all__ = [
 
 DAYS = 14
 """How many days the charts cover, today included."""
-OUTCOMES = ("succeeded", "pending", "running", "dead")
+OUTCOMES: tuple[DeliveryState, ...] = (
+    DeliveryState.SUCCEEDED,
+    DeliveryState.PENDING,
+    DeliveryState.RUNNING,
+    DeliveryState.DEAD,
+)
 """Delivery states in the order their segments are drawn."""
 
 _PRODUCER_CREATE, _SONIC, _SONIC_CONCAT, _LYRICS = 10.0, 15.0, 2.0, 1.0
@@ -38,13 +44,13 @@ _PRODUCER_CREATE, _SONIC, _SONIC_CONCAT, _LYRICS = 10.0, 15.0, 2.0, 1.0
 
 def credits_for(family: str, task_type: str | None, state: str) -> float:
     """What one task costs upstream; failed tasks are refunded."""
-    if state == "failed":
+    if state == TaskState.FAILED:
         return 0.0
     if family == "lyrics" or task_type in ("lyrics", "lyrics-create", "lyrics_create"):
         return _LYRICS
-    if family == "sonic":
+    if family == Family.SONIC:
         return _SONIC_CONCAT if task_type == "concat_music" else _SONIC
-    if family == "producer":
+    if family == Family.PRODUCER:
         return _PRODUCER_CREATE
     return 0.0  # nuro is retired; an unknown family is not priced
 
@@ -137,7 +143,7 @@ def _delivery_chart(counts: Mapping[tuple[str, str], int], handlers: Sequence[st
     names = [*handlers, *sorted({h for h, _ in counts} - set(handlers))]
     rows = [Row(name, {s: n for (h, s), n in counts.items() if h == name}) for name in names]
     total = sum(counts.values())
-    dead = sum(n for (_, state), n in counts.items() if state == "dead")
+    dead = sum(n for (_, state), n in counts.items() if state == DeliveryState.DEAD)
     return stacked_rows(
         "chart-deliveries",
         f"Deliveries by handler and outcome, last {DAYS} days",

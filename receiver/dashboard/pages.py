@@ -21,25 +21,26 @@ from receiver.dashboard.charts import number
 from receiver.dashboard.session import csrf_token, pop_flash
 from receiver.redact import Redactor
 from receiver.services import Services
+from receiver.states import DeliveryState, EventKind, TaskState
 
 __all__ = ["STATIC", "TEMPLATES", "redactor_for", "render"]
 
 TEMPLATES = Path(__file__).resolve().parent / "templates" / "admin"
 STATIC = TEMPLATES / "app.css"
 
-BADGES = {
-    "succeeded": "ok",
+BADGES: dict[str, str] = {
+    TaskState.SUCCEEDED: "ok",  # and a delivery's, an attempt's
     "completed": "ok",
-    "song.completed": "ok",
-    "failed": "bad",
-    "dead": "bad",
-    "song.failed": "bad",
-    "unknown": "warn",
-    "timed_out": "warn",
-    "task.timed_out": "warn",
-    "running": "busy",
-    "streaming": "busy",
-    "song.streaming": "busy",
+    EventKind.COMPLETED: "ok",
+    TaskState.FAILED: "bad",  # and an attempt's
+    DeliveryState.DEAD: "bad",
+    EventKind.FAILED: "bad",
+    TaskState.UNKNOWN: "warn",
+    TaskState.TIMED_OUT: "warn",
+    EventKind.TIMED_OUT: "warn",
+    TaskState.RUNNING: "busy",  # and a delivery's, an attempt's
+    TaskState.STREAMING: "busy",
+    EventKind.STREAMING: "busy",
 }
 """State → badge colour class; anything else (submitted, pending, …) is neutral blue."""
 

@@ -32,10 +32,9 @@ from receiver.dashboard.session import (
 )
 from receiver.errors import StoreUnavailable, UpstreamError
 from receiver.http.auth_limit import client_address, limiter_for, retry_after_s
-from receiver.http.params import DELIVERY_STATES, TASK_STATES
 from receiver.http.responses import BodyTooLarge
-from receiver.models import FAMILIES
 from receiver.services import Services
+from receiver.states import DELIVERY_STATES, FAMILIES, TASK_STATES, DeliveryState
 from receiver.submit import SubmitRefused, submit
 
 __all__ = ["middleware", "routes"]
@@ -134,8 +133,8 @@ async def tasks_page(request: Request, services: Services, form: FormData) -> Re
         )
     shown = found[:PAGE_SIZE]
     redactor = redactor_for(services)
-    events = await reads.events_for(task_refs=[t["id"] for t in shown]) if shown else []
-    dead_count = await reads.count_deliveries("dead")
+    events = await reads.events_for(task_refs=[t.id for t in shown]) if shown else []
+    dead_count = await reads.count_deliveries(DeliveryState.DEAD)
     handlers = [h.name for h in services.handlers]
     charts = await overview.read_overview(reads, handlers, time.time()) if offset == 0 else None
     return render(
@@ -162,22 +161,20 @@ async def task_page(request: Request, services: Services, form: FormData) -> Res
     task = await services.store.reads.task_detail(request.path_params["task_id"])
     if task is None:
         return message(request, 404, "No such task", "No task has that id.")
-    redactor = redactor_for(services, *services.tokens.task_secrets(task["id"]))
-    bodies = (
-        await services.store.reads.inbox_bodies(task["upstream_id"]) if task["upstream_id"] else []
-    )
-    deliveries = [d for event in task["events"] for d in event["deliveries"]]
+    redactor = redactor_for(services, *services.tokens.task_secrets(task.id))
+    bodies = await services.store.reads.inbox_bodies(task.upstream_id) if task.upstream_id else []
+    deliveries = [d for event in task.events for d in event.deliveries]
     return render(
         request,
         "task.html",
         redactor=redactor,
         task=task,
-        labels=redactor.value(task.get("labels") or {}),
-        songs=views.task_songs(task["events"], redactor),
+        labels=redactor.value(task.labels),
+        songs=views.task_songs(task.events, redactor),
         timeline=views.timeline(task, redactor),
         payloads=views.payloads(task, bodies, redactor),
-        landed={d["id"]: views.landings(d["result"], redactor) for d in deliveries},
-        downloads={d["id"] for d in deliveries if files.disk_copy(services, d) is not None},
+        landed={d.id: views.landings(d.result, redactor) for d in deliveries},
+        downloads={d.id for d in deliveries if files.disk_copy(services, d) is not None},
     )
 
 
@@ -199,17 +196,17 @@ async def deliveries_page(request: Request, services: Services, form: FormData) 
     offset = _int(request.query_params.get("offset"), 0)
     store = services.store
     dead = (
-        await store.reads.list_deliveries("dead", 500, 0, handler)
-        if state in (None, "dead")
+        await store.reads.list_deliveries(DeliveryState.DEAD, 500, 0, handler)
+        if state in (None, DeliveryState.DEAD)
         else []
     )
     found = await store.reads.list_deliveries(state, PAGE_SIZE + 1, offset, handler)
-    others = [d for d in found[:PAGE_SIZE] if d["state"] != "dead"]
+    others = [d for d in found[:PAGE_SIZE] if d.state != DeliveryState.DEAD]
     rows = [*dead, *others] if state is None else found[:PAGE_SIZE]
-    events = await store.reads.events_for(ids=list({d["event_id"] for d in rows}))
+    events = await store.reads.events_for(ids=list({d.event_id for d in rows}))
     redactor = redactor_for(services)
-    refs = list({str(e["task_ref"]) for e in events if e["task_ref"]})
-    owners = {t["id"]: t for t in await store.reads.tasks_by_id(refs)}
+    refs = list({e.task_ref for e in events if e.task_ref})
+    owners = {t.id: t for t in await store.reads.tasks_by_id(refs)}
     by_task = views.latest_songs(await store.reads.events_for(task_refs=refs), redactor)
     return render(
         request,
@@ -217,11 +214,9 @@ async def deliveries_page(request: Request, services: Services, form: FormData) 
         redactor=redactor,
         rows=rows,
         dead_count=len(dead),
-        events={e["id"]: e for e in events},
+        events={e.id: e for e in events},
         titles={
-            e["id"]: views.song_label(
-                e, owners.get(str(e["task_ref"])), by_task.get(str(e["task_ref"]), [])
-            )
+            e.id: views.song_label(e, owners.get(str(e.task_ref)), by_task.get(str(e.task_ref), []))
             for e in events
         },
         state=state or "",
@@ -278,8 +273,8 @@ async def submit_page(request: Request, services: Services, form: FormData) -> R
     except UpstreamError as exc:
         status, text = forms.upstream_message(exc)
         return _submit_form(request, fields, text, status)
-    flash(request, "ok", f"Submitted; the task is {task['state']}.")
-    return RedirectResponse(f"/admin/tasks/{task['id']}", status_code=303)
+    flash(request, "ok", f"Submitted; the task is {task.state}.")
+    return RedirectResponse(f"/admin/tasks/{task.id}", status_code=303)
 
 
 def _submit_form(

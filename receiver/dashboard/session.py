@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from receiver.config import Settings
 from receiver.services import Services
-from receiver.store import SqlStore
+from receiver.store import Store
 
 __all__ = [
     "SESSION_MAX_AGE_S",
@@ -119,7 +119,7 @@ def _fingerprint(request: Request, token: str) -> str:
     return hmac.new(key, b"admin-token:" + token.encode(), hashlib.sha256).hexdigest()[:32]
 
 
-def _store(request: Request) -> SqlStore:
+def _store(request: Request) -> Store:
     services: Services = request.app.state.services
     return services.store
 

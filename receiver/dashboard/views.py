@@ -1,8 +1,7 @@
 """What the dashboard pages show, built from store rows: songs, a task's timeline, payloads.
 
-Pure functions over dicts, so the routes stay thin and the shapes are easy to test; every
-string that could hold a secret is redacted here already (the template's finalize hook is
-the second net).
+Pure functions over the store's typed rows, so the routes stay thin; every string that
+could hold a secret is redacted here already (the template's finalize hook is the second net).
 """
 
 from __future__ import annotations
@@ -14,6 +13,8 @@ from typing import Any
 
 from receiver.models import TASK_LEVEL_CLIP
 from receiver.redact import Redactor
+from receiver.rows import DeliveryDetail, EventRow, InboxRow, TaskDetail, TaskRow
+from receiver.states import EventKind, Source
 
 __all__ = [
     "Landing",
@@ -56,16 +57,18 @@ class TimelineEntry:
     note: str = ""
 
 
-_SHOWN_KINDS = ("song.completed", "song.streaming", "song.failed", "task.timed_out")
+_SHOWN_KINDS = frozenset(
+    {EventKind.COMPLETED, EventKind.STREAMING, EventKind.FAILED, EventKind.TIMED_OUT}
+)
 
 
-def song(event: Mapping[str, Any], redactor: Redactor) -> Song:
+def song(event: EventRow, redactor: Redactor) -> Song:
     """An events row as a `Song`; URLs must be http(s) to be used as a source at all."""
-    clip: Mapping[str, Any] = event.get("clip") or {}
+    clip = event.clip
     duration = clip.get("duration")
     return Song(
-        event_id=str(event["id"]),
-        kind=str(event["kind"]),
+        event_id=event.id,
+        kind=event.kind,
         title=str(clip.get("title") or "Untitled"),
         audio_url=_media_url(clip.get("audio_url") or clip.get("wav_url"), redactor),
         image_url=_media_url(clip.get("image_url"), redactor),
@@ -83,8 +86,8 @@ def _lyrics(clip: Mapping[str, Any], redactor: Redactor) -> str | None:
     return redactor.text(lyrics.strip())
 
 
-def _error_of(event: Mapping[str, Any], clip: Mapping[str, Any]) -> str:
-    return str(event.get("error") or clip.get("error_message") or clip.get("error") or "")
+def _error_of(event: EventRow, clip: Mapping[str, Any]) -> str:
+    return str(event.error or clip.get("error_message") or clip.get("error") or "")
 
 
 def _media_url(value: Any, redactor: Redactor) -> str | None:
@@ -93,103 +96,101 @@ def _media_url(value: Any, redactor: Redactor) -> str | None:
     return redactor.text(value)
 
 
-def latest_songs(events: Iterable[Mapping[str, Any]], redactor: Redactor) -> dict[str, list[Song]]:
+def latest_songs(events: Iterable[EventRow], redactor: Redactor) -> dict[str, list[Song]]:
     """Task → its songs, one per clip (the clip's latest state wins). Keyed by the relay's
     task id (`task_ref`), or the provider's for a task the relay never stored."""
-    per_clip: dict[tuple[str, str], Mapping[str, Any]] = {}
+    per_clip: dict[tuple[str, str], EventRow] = {}
     for event in events:
-        if event["kind"] in _SHOWN_KINDS:
-            task = str(event.get("task_ref") or event["task_id"])
-            per_clip[(task, str(event["clip_id"]))] = event
+        if event.kind in _SHOWN_KINDS:
+            per_clip[(event.task_ref or event.task_id, event.clip_id)] = event
     found: dict[str, list[Song]] = {}
     for (task, _), event in per_clip.items():
         found.setdefault(task, []).append(song(event, redactor))
     return found
 
 
-def task_songs(events: Iterable[Mapping[str, Any]], redactor: Redactor) -> list[Song]:
+def task_songs(events: Iterable[EventRow], redactor: Redactor) -> list[Song]:
     """One task's songs (its `task_detail()` events), one per clip."""
     return [found for songs in latest_songs(events, redactor).values() for found in songs]
 
 
-def timeline(task: Mapping[str, Any], redactor: Redactor) -> list[TimelineEntry]:
+def timeline(task: TaskDetail, redactor: Redactor) -> list[TimelineEntry]:
     """Everything that happened to a task, in time order (`task_detail()` rows)."""
     text = redactor.text
     entries = [
         TimelineEntry(
-            at=task["created_at"],
-            what=f"Submitted to {task['family']}",
+            at=task.created_at,
+            what=f"Submitted to {task.family}",
             state="submitted",
-            detail=text(str(task.get("prompt") or "")),
-            note=f"upstream id {task['upstream_id']}" if task.get("upstream_id") else "",
+            detail=text(task.prompt or ""),
+            note=f"upstream id {task.upstream_id}" if task.upstream_id else "",
         )
     ]
-    for row in task.get("inbox", []):
-        if row.get("source") == "relay":
+    for row in task.inbox:
+        if row.source == Source.RELAY:
             continue
-        label = "Callback received" if row["source"] == "callback" else "Poll answer"
+        label = "Callback received" if row.source == Source.CALLBACK else "Poll answer"
         entries.append(
             TimelineEntry(
-                at=row["received_at"],
+                at=row.received_at,
                 what=label,
-                state=str(row["source"]),
-                detail=text(str(row.get("event_header") or "")),
-                note=text(f"webhook id {row['webhook_id']}") if row.get("webhook_id") else "",
+                state=row.source,
+                detail=text(row.event_header or ""),
+                note=text(f"webhook id {row.webhook_id}") if row.webhook_id else "",
             )
         )
-    for event in task.get("events", []):
-        clip = event.get("clip") or {}
+    for event in task.events:
         entries.append(
             TimelineEntry(
-                at=event["received_at"],
-                what=f"Event {event['kind']}",
-                state=str(event["kind"]),
-                detail=text(str(clip.get("title") or event.get("error") or "")),
+                at=event.received_at,
+                what=f"Event {event.kind}",
+                state=event.kind,
+                detail=text(str(event.clip.get("title") or event.error or "")),
                 note=_clip_note(event),
             )
         )
-        for delivery in event.get("deliveries", []):
+        for delivery in event.deliveries:
             entries.extend(_delivery_entries(delivery, redactor))
-    if task.get("error"):
+    if task.error:
         entries.append(
             TimelineEntry(
-                at=task["updated_at"],
-                what=f"Task {task['state']}",
-                state=str(task["state"]),
-                detail=text(str(task["error"])),
+                at=task.updated_at,
+                what=f"Task {task.state}",
+                state=task.state,
+                detail=text(task.error),
             )
         )
     return sorted(entries, key=lambda e: e.at)
 
 
-def _clip_note(event: Mapping[str, Any]) -> str:
-    if event["clip_id"] == TASK_LEVEL_CLIP:
-        return f"whole task · via {event['source']}"
-    return f"clip {event['clip_id']} · via {event['source']}"
+def _clip_note(event: EventRow) -> str:
+    if event.clip_id == TASK_LEVEL_CLIP:
+        return f"whole task · via {event.source}"
+    return f"clip {event.clip_id} · via {event.source}"
 
 
-def _delivery_entries(delivery: Mapping[str, Any], redactor: Redactor) -> list[TimelineEntry]:
-    handler = delivery["handler"]
+def _delivery_entries(delivery: DeliveryDetail, redactor: Redactor) -> list[TimelineEntry]:
+    handler = delivery.handler
     entries = [
         TimelineEntry(
-            at=delivery["created_at"],
+            at=delivery.created_at,
             what=f"Delivery to {handler} queued",
             state="queued",
-            note=f"now {delivery['state']} after {delivery['attempts']} attempt(s)",
+            note=f"now {delivery.state} after {delivery.attempts} attempt(s)",
         )
     ]
     previous = 0
-    for attempt in delivery.get("attempt_log", []):
-        blame = f"blame: {attempt['blame']}" if attempt.get("blame") else ""
+    for attempt in delivery.attempt_log:
+        blame = f"blame: {attempt.blame}" if attempt.blame else ""
         # A replay restarts the count at 1: say so, or the log reads as a duplicate.
-        replay = "Replay, attempt" if attempt["number"] <= previous else "Attempt"
-        previous = attempt["number"]
+        replay = "Replay, attempt" if attempt.number <= previous else "Attempt"
+        previous = attempt.number
         entries.append(
             TimelineEntry(
-                at=attempt["started_at"],
-                what=f"{replay} {attempt['number']} → {handler}",
-                state=str(attempt["outcome"]),
-                detail=redactor.text(str(attempt.get("error") or "")),
+                at=attempt.started_at,
+                what=f"{replay} {attempt.number} → {handler}",
+                state=attempt.outcome,
+                detail=redactor.text(attempt.error or ""),
                 note=blame,
             )
         )
@@ -197,22 +198,22 @@ def _delivery_entries(delivery: Mapping[str, Any], redactor: Redactor) -> list[T
 
 
 def payloads(
-    task: Mapping[str, Any], bodies: Iterable[Mapping[str, Any]], redactor: Redactor
+    task: TaskRow, bodies: Iterable[InboxRow], redactor: Redactor
 ) -> list[tuple[str, str]]:
     """(caption, pretty redacted JSON): the task as submitted, then each inbound body."""
     shown = [
         (
             "Task parameters (as sent upstream)",
-            redactor.pretty({"params": task.get("params"), "labels": task.get("labels")}),
+            redactor.pretty({"params": task.params, "labels": task.labels}),
         )
     ]
     for row in bodies:
-        if row.get("source") == "relay" or not row.get("body"):
+        if row.source == Source.RELAY or not row.body:
             continue
-        caption = f"{str(row['source']).capitalize()} body"
-        if row.get("event_header"):
-            caption += f" · {row['event_header']}"
-        shown.append((caption, redactor.pretty(bytes(row["body"]))))
+        caption = f"{row.source.capitalize()} body"
+        if row.event_header:
+            caption += f" · {row.event_header}"
+        shown.append((caption, redactor.pretty(row.body)))
     return shown
 
 
@@ -284,21 +285,18 @@ def disk_file(result: Mapping[str, Any] | None, directory: str) -> Path | None:
     return target
 
 
-def song_label(
-    event: Mapping[str, Any], task: Mapping[str, Any] | None, songs: Iterable[Song]
-) -> str:
+def song_label(event: EventRow, task: TaskRow | None, songs: Iterable[Song]) -> str:
     """What a link to an event's song reads: its title, else the task's first titled song,
     the requested title or the prompt — never the event kind."""
-    clip: Mapping[str, Any] = event.get("clip") or {}
-    if clip.get("title"):
-        return str(clip["title"])
+    if event.clip.get("title"):
+        return str(event.clip["title"])
     titled = next((s.title for s in songs if s.title != "Untitled"), None)
     if titled:
         return titled
-    params: Mapping[str, Any] = (task or {}).get("params") or {}
+    params: Mapping[str, Any] = task.params if task is not None else {}
     if params.get("title"):
         return str(params["title"])
-    prompt = str((task or {}).get("prompt") or "")
+    prompt = (task.prompt if task is not None else None) or ""
     if not prompt:
         return "Untitled song"
     return prompt if len(prompt) <= 60 else prompt[:59] + "…"

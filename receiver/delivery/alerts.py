@@ -13,10 +13,11 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from receiver.models import Event
+from receiver.states import EventKind
 
 __all__ = ["BLAME_MEANING", "DEAD_KIND", "DeadNotice"]
 
-DEAD_KIND: Final = "delivery.dead"
+DEAD_KIND: Final = EventKind.DELIVERY_DEAD
 """The event kind raised when a delivery is dead-lettered (never for one of its own kind)."""
 
 BLAME_MEANING: Mapping[str, str] = {

@@ -19,9 +19,9 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 
@@ -31,14 +31,20 @@ from receiver.delivery.alerts import DeadNotice
 from receiver.delivery.handler_set import ConfiguredHandler, HandlerSet
 from receiver.delivery.pacing import Pacer
 from receiver.delivery.spool import DownloadPolicy, Spool
-from receiver.errors import StoreUnavailable
+from receiver.errors import LeaseLost, StoreUnavailable
 from receiver.logging import get_logger
 from receiver.metrics import Metrics
+from receiver.retry import Backoff
+from receiver.states import DeliveryState, FinishState
 from receiver.store import Claim, DeadAlert, Finish, Store
 
-__all__ = ["Dispatcher", "wait_any"]
+__all__ = ["STORE_OUTAGE_BACKOFF", "Dispatcher", "wait_any"]
 
 log = get_logger("aimusic_relay.dispatch")
+
+STORE_OUTAGE_BACKOFF = Backoff(1.0, 30.0, "none")
+"""The dispatcher's and poller's wait while the database is down: 1 s doubling to 30 s, no
+jitter (one loop per process; a wake-up or the stop signal still cuts it short)."""
 
 
 class Dispatcher:
@@ -73,7 +79,9 @@ class Dispatcher:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._wake = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
-        self._claimed: dict[asyncio.Task[None], str] = {}
+        self._claimed: dict[asyncio.Task[None], Claim] = {}
+        self._recording: set[str] = set()
+        """Deliveries whose outcome is being written: a lost lease there is `finish`'s to say."""
         self._per_handler = {h.name: asyncio.Semaphore(h.spec.concurrency) for h in handlers}
         self._pacers = {
             h.name: Pacer(h.spec.rate_limit_per_s) for h in handlers if h.spec.rate_limit_per_s
@@ -113,7 +121,7 @@ class Dispatcher:
                 failures = 0
             except StoreUnavailable as exc:
                 failures += 1
-                timeout = min(30.0, 0.5 * 2**failures)
+                timeout = STORE_OUTAGE_BACKOFF.delay(failures)
                 log.warning("store unavailable; backing off", error=str(exc), retry_in_s=timeout)
             await wait_any(self._wake, stop, timeout)
 
@@ -124,7 +132,7 @@ class Dispatcher:
         _, late = await asyncio.wait(set(self._running), timeout=self.shutdown_grace_s)
         if not late:
             return
-        delivery_ids = [self._claimed[task] for task in late]
+        delivery_ids = [self._claimed[task].delivery_id for task in late]
         for task in late:
             task.cancel()
         await asyncio.gather(*late, return_exceptions=True)
@@ -147,14 +155,16 @@ class Dispatcher:
             for claim in claimed.claims:
                 task = asyncio.create_task(self._deliver(claim))
                 self._running.add(task)
-                self._claimed[task] = claim.delivery_id
+                self._claimed[task] = claim
                 task.add_done_callback(self._forget)
             if len(claimed.claims) < free:
                 return
 
     def _forget(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
-        self._claimed.pop(task, None)
+        claim = self._claimed.pop(task, None)
+        if claim is not None:
+            self._recording.discard(claim.delivery_id)
 
     def _paused(self) -> list[str]:
         """Handlers a destination asked us to leave alone for a while (Retry-After)."""
@@ -186,7 +196,7 @@ class Dispatcher:
         try:
             if configured is None:
                 error = f"handler {claim.handler!r} is no longer configured"
-                await self._record(claim, _Outcome("dead", error=error, blame="relay"))
+                await self._record(claim, _Outcome(DeliveryState.DEAD, error=error, blame="relay"))
                 self.metrics.delivery(claim.handler, "dead")
                 bound.error("delivery dead: handler not configured")
                 return
@@ -204,12 +214,16 @@ class Dispatcher:
         except StoreUnavailable as exc:
             # The lease will expire and another attempt will run: nothing is lost.
             bound.warning("could not record the delivery outcome", error=str(exc))
+        except LeaseLost:
+            self._lease_lost(claim, bound)
         except Exception:
             bound.exception("dispatcher error")
 
     async def _record(self, claim: Claim, outcome: _Outcome) -> None:
         """Write the attempt's outcome (a dead letter with its `delivery.dead` alert); the
-        last delivery of an event removes its spool."""
+        last delivery of an event removes its spool. `LeaseLost` when another worker took
+        the delivery over: nothing was written."""
+        self._recording.add(claim.delivery_id)
         finished = await self.store.finish(
             Finish(
                 claim.delivery_id,
@@ -220,16 +234,10 @@ class Dispatcher:
                 outcome.blame,
                 outcome.retry_at,
                 outcome.result,
-                self._dead_alert(claim, outcome) if outcome.state == "dead" else None,
+                self._dead_alert(claim, outcome) if outcome.state == DeliveryState.DEAD else None,
             )
         )
-        if not finished.recorded:
-            log.warning(
-                "outcome not recorded: the lease had expired and another worker took over",
-                delivery_id=claim.delivery_id,
-                attempt=claim.attempt,
-            )
-        elif finished.event_settled:
+        if finished.event_settled:
             spool = Spool(self.spool_root, claim.event.id, self.http, self.download_policy)
             if spool.exists():
                 await asyncio.to_thread(spool.cleanup)
@@ -289,7 +297,7 @@ class Dispatcher:
             error = f"{type(exc).__name__}: {exc}"
             return self._failed(claim, configured, error, "relay", True, None, started)
         return _Outcome(
-            "succeeded",
+            DeliveryState.SUCCEEDED,
             seconds=time.monotonic() - started,
             result=dict(result) if result else None,
         )
@@ -313,7 +321,7 @@ class Dispatcher:
         if retryable and not exhausted:
             delay = configured.retry_delay(claim.attempt, retry_after)
             return _Outcome(
-                "pending",
+                DeliveryState.PENDING,
                 seconds=seconds,
                 error=error,
                 blame=blame,
@@ -321,24 +329,47 @@ class Dispatcher:
                 retry_in_s=delay,
             )
         why = "attempts exhausted" if retryable else "permanent error"
-        return _Outcome("dead", seconds=seconds, error=error, blame=blame, why=why)
+        return _Outcome(DeliveryState.DEAD, seconds=seconds, error=error, blame=blame, why=why)
 
     async def _keep_leases(self) -> None:
         """Slow handlers keep their claims: renew every in-flight lease, in one batch, well
         before it expires."""
         while True:
             await asyncio.sleep(self.lease_s / 3)
-            held = list(self._claimed.values())
-            if held:
-                with contextlib.suppress(StoreUnavailable):
-                    await self.store.extend_leases(held, self.owner, self.lease_s)
+            held = [claim.delivery_id for claim in self._claimed.values()]
+            if not held:
+                continue
+            try:
+                await self.store.extend_leases(held, self.owner, self.lease_s)
+            except StoreUnavailable:
+                pass  # the next renewal tries again (and says which leases were taken over)
+            except LeaseLost as exc:
+                self._abandon(exc.delivery_ids)
+
+    def _abandon(self, lost: Collection[str]) -> None:
+        """Stop the handlers of deliveries another worker took over (our lease ran out, say
+        while the database was unreachable): the new owner runs them and only its outcome
+        counts, so ours would be work and side effects for nothing. A delivery whose outcome
+        is being written is left alone: its `finish` says whether it was really lost."""
+        for task, claim in list(self._claimed.items()):
+            if claim.delivery_id in lost and claim.delivery_id not in self._recording:
+                task.cancel()
+                self._lease_lost(claim, log.bind(delivery_id=claim.delivery_id))
+
+    def _lease_lost(self, claim: Claim, bound: Any) -> None:
+        self.metrics.delivery(claim.handler, "lost")
+        bound.warning(
+            "lease lost: another worker owns this delivery now; its outcome is the one kept",
+            handler=claim.handler,
+            attempt=claim.attempt,
+        )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Outcome:
     """How one attempt ended, decided while the handler's slot is held and written after."""
 
-    state: Literal["succeeded", "pending", "dead"]
+    state: FinishState
     seconds: float | None = None
     error: str | None = None
     blame: str | None = None
@@ -350,13 +381,13 @@ class _Outcome:
     @property
     def metric(self) -> str:
         """The outcome as `aimusic_relay_deliveries` counts it: succeeded, retry or dead."""
-        return "retry" if self.state == "pending" else self.state
+        return "retry" if self.state == DeliveryState.PENDING else str(self.state)
 
     def log(self, bound: Any) -> None:
-        if self.state == "succeeded":
+        if self.state == DeliveryState.SUCCEEDED:
             duration_ms = round((self.seconds or 0.0) * 1000, 1)
             bound.info("delivery succeeded", duration_ms=duration_ms)
-        elif self.state == "pending":
+        elif self.state == DeliveryState.PENDING:
             bound.warning(
                 "delivery failed; will retry",
                 error=self.error,

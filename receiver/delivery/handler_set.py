@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import random
 import re
 import tomllib
 from collections.abc import Iterator, Mapping, Sequence
@@ -18,11 +17,12 @@ from handlers.registry import HandlerRegistry
 from receiver.config import interpolate
 from receiver.delivery.alerts import DEAD_KIND
 from receiver.errors import ConfigError
-from receiver.models import EventKind
+from receiver.retry import Backoff
+from receiver.states import EventKind
 
 __all__ = ["ConfiguredHandler", "HandlerSet", "HandlerSpec", "load_handler_set"]
 
-DEFAULT_EVENTS: list[EventKind] = ["song.completed", "song.failed", "task.timed_out"]
+DEFAULT_EVENTS: list[EventKind] = [EventKind.COMPLETED, EventKind.FAILED, EventKind.TIMED_OUT]
 
 
 class HandlerSpec(BaseModel):
@@ -72,9 +72,11 @@ class ConfiguredHandler:
 
     def retry_delay(self, attempt: int, retry_after: float | None) -> float:
         """Exponential backoff with full jitter, never sooner than the destination asked."""
-        ceiling = min(self.spec.backoff_max_s, self.spec.backoff_base_s * 2 ** (attempt - 1))
-        delay = random.uniform(0, ceiling)  # noqa: S311 - jitter, not cryptography
-        return max(delay, retry_after or 0.0)
+        return self.backoff.delay(attempt, floor=retry_after)
+
+    @property
+    def backoff(self) -> Backoff:
+        return Backoff(self.spec.backoff_base_s, self.spec.backoff_max_s, "full")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import time
 from typing import Any
 
-from receiver.delivery.dispatch import wait_any
+from receiver.delivery.dispatch import STORE_OUTAGE_BACKOFF, wait_any
 from receiver.delivery.pacing import Pacer
 from receiver.errors import (
     RateLimited,
@@ -31,7 +30,9 @@ from receiver.errors import (
 )
 from receiver.logging import get_logger
 from receiver.models import TASK_LEVEL_CLIP, normalise
+from receiver.retry import Backoff
 from receiver.services import Services
+from receiver.states import EventKind, Source, TaskState
 from receiver.store import DuePoll, Inbound
 
 __all__ = ["POLL_BASE_S", "Poller", "poll_interval"]
@@ -48,9 +49,7 @@ _NEVER = (TaskNotFound, Unauthorized, TaskGone, UpstreamRejected)
 def poll_interval(polls_so_far: int, base_s: float, cap_s: float) -> float:
     """Exponential backoff with equal jitter: never less than half the step, so tasks that
     started together drift apart without anyone polling in a tight loop."""
-    step = min(cap_s, base_s * 2.0 ** max(0, polls_so_far - 1))
-    jitter: float = random.uniform(0, step / 2)  # noqa: S311 - jitter, not cryptography
-    return step / 2 + jitter
+    return Backoff(base_s, cap_s, "equal").delay(polls_so_far)
 
 
 class Poller:
@@ -87,7 +86,7 @@ class Poller:
             except StoreUnavailable as exc:
                 failures += 1
                 log.warning("store unavailable; poller backing off", error=str(exc))
-                await wait_any(wake, stop, min(30.0, 0.5 * 2**failures))
+                await wait_any(wake, stop, STORE_OUTAGE_BACKOFF.delay(failures))
                 continue
             if due:
                 await asyncio.gather(*(self._poll(task) for task in due))
@@ -149,7 +148,7 @@ class Poller:
         if clips:
             result = await store.record_inbound(
                 Inbound(
-                    source="poll",
+                    source=Source.POLL,
                     body=answer.model_dump_json().encode(),
                     platform=task.platform,
                     clips=clips,
@@ -175,10 +174,10 @@ class Poller:
             reason = "no final result before the task's deadline (RELAY_TASK_DEADLINE_S)"
         await store.record_inbound(
             Inbound(
-                source="poll",
+                source=Source.POLL,
                 body=b"",
                 platform=task.platform,
-                clips=[("task.timed_out", TASK_LEVEL_CLIP, {"error": reason})],
+                clips=[(EventKind.TIMED_OUT, TASK_LEVEL_CLIP, {"error": reason})],
                 task_id=task.upstream_id,
                 task_ref=task.id,
                 message=reason,
@@ -186,7 +185,7 @@ class Poller:
             self.services.handlers.route,
         )
         if task.upstream_id is None:
-            await store.task_state(task.id, "failed", reason)
+            await store.task_state(task.id, TaskState.FAILED, reason)
         await store.poll_done(task.id, None, error=reason)
         self.services.metrics.poll("timed_out")
         bound.warning("task timed out", reason=reason)

@@ -4,23 +4,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, get_args
+from typing import Any
 
 from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from receiver.errors import (
-    InsufficientCredits,
-    RateLimited,
-    StoreUnavailable,
-    TaskGone,
-    Unauthorized,
-    UpstreamError,
-    UpstreamForbidden,
-    UpstreamRejected,
-)
+from receiver.errors import RateLimited, StoreUnavailable, UpstreamError
 from receiver.http import params as _params
 from receiver.http.auth_limit import client_address, limiter_for, retry_after_s
 from receiver.http.callback_json import parse_json
@@ -33,9 +24,11 @@ from receiver.http.responses import (
     read_body,
     require_admin,
 )
-from receiver.models import FAMILIES, EventKind
+from receiver.rows import Row
 from receiver.services import Services
+from receiver.states import DELIVERY_STATES, EVENT_KINDS, FAMILIES, TASK_STATES
 from receiver.submit import SubmitRefused, SubmitRequest, submit
+from receiver.upstream.statuses import upstream_status
 
 __all__ = ["routes"]
 
@@ -44,17 +37,6 @@ Accepted = Mapping[str, frozenset[str]]
 """Method → the query parameters the OpenAPI document gives that route and method."""
 
 _DOCUMENTED_QUERY = query_parameters()
-
-_EVENT_KINDS: tuple[str, ...] = get_args(EventKind)
-
-_UPSTREAM_STATUS: list[tuple[type[UpstreamError], int, str]] = [
-    (UpstreamRejected, 400, "upstream_rejected"),
-    (InsufficientCredits, 402, "insufficient_credits"),
-    (UpstreamForbidden, 403, "upstream_forbidden"),
-    (TaskGone, 410, "gone"),
-    (RateLimited, 429, "rate_limited"),
-    (Unauthorized, 502, "upstream_unauthorized"),
-]
 
 
 def admin(endpoint: Endpoint, accepted: Accepted) -> Callable[[Request], Awaitable[Response]]:
@@ -138,7 +120,7 @@ async def list_tasks(request: Request, services: Services) -> Response:
     found = await services.store.reads.list_tasks(
         limit + 1,
         offset,
-        state=_params.choice(query, "state", _params.TASK_STATES),
+        state=_params.choice(query, "state", TASK_STATES),
         family=_params.choice(query, "family", FAMILIES),
         labels=_params.labels(query),
     )
@@ -159,7 +141,7 @@ async def list_events(request: Request, services: Services) -> Response:
     found = await services.store.reads.list_events(
         limit + 1,
         offset,
-        kind=_params.choice(query, "kind", _EVENT_KINDS),
+        kind=_params.choice(query, "kind", EVENT_KINDS),
         task=_params.text(query, "task"),
     )
     return _page(request, found, limit, offset)
@@ -169,7 +151,7 @@ async def list_deliveries(request: Request, services: Services) -> Response:
     """Most recently updated first; filters `state`, `handler`."""
     query = request.query_params
     limit, offset = _params.paging(query)
-    state = _params.choice(query, "state", _params.DELIVERY_STATES)
+    state = _params.choice(query, "state", DELIVERY_STATES)
     handler = _params.handler(query, _handler_names(services))
     found = await services.store.reads.list_deliveries(state, limit + 1, offset, handler=handler)
     return _page(request, found, limit, offset)
@@ -223,7 +205,7 @@ async def replay_dead(request: Request, services: Services) -> Response:
     return JSONResponse({"replayed": count}, status_code=202)
 
 
-def _page(request: Request, rows: Sequence[Mapping[str, Any]], limit: int, offset: int) -> Response:
+def _page(request: Request, rows: Sequence[Row], limit: int, offset: int) -> Response:
     """One page as the JSON array callers already read; `X-Next-Offset` and a `Link: rel=next`
     header say where the next page starts (absent on the last page). The store was asked for
     one row more than `limit`, which is how we know there is a next page."""
@@ -247,13 +229,11 @@ def _validation_detail(exc: ValidationError) -> str:
 
 
 def _upstream_error(exc: UpstreamError) -> Response:
-    for kind, status, code in _UPSTREAM_STATUS:
-        if isinstance(exc, kind):
-            headers = None
-            if isinstance(exc, RateLimited) and exc.retry_after is not None:
-                headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
-            return error(status, code, exc.message, headers)
-    return error(502, "upstream_error", exc.message)
+    answer = upstream_status(exc)
+    headers = None
+    if isinstance(exc, RateLimited) and exc.retry_after is not None:
+        headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
+    return error(answer.status, answer.code, exc.message, headers)
 
 
 def _admin_route(path: str, endpoint: Endpoint, methods: list[str]) -> Route:

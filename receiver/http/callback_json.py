@@ -14,33 +14,12 @@ import json
 import math
 from typing import Any
 
-import sqlalchemy as sa
-
-from receiver.store.schema import events, inbox
+from receiver.store import EVENT_HEADER_CHARS, ID_LIMITS
 
 __all__ = ["EVENT_HEADER_CHARS", "MAX_DEPTH", "check_lengths", "parse_json"]
 
 MAX_DEPTH = 32
 """Deepest nesting accepted; the provider's callbacks use four levels."""
-
-
-def _chars(column: sa.Column[Any]) -> int:
-    length = getattr(column.type, "length", None)
-    if not isinstance(length, int):
-        raise TypeError(f"{column} has no length")
-    return length
-
-
-_COLUMN_LIMITS = {
-    "task_id": _chars(events.c.task_id),
-    "clip_id": _chars(events.c.clip_id),
-    "platform": _chars(events.c.platform),
-    "webhook_id": _chars(inbox.c.webhook_id),
-}
-"""Longest value each stored id may have: read from `store/schema.py`, so they cannot drift."""
-
-EVENT_HEADER_CHARS = _chars(inbox.c.event_header)
-"""The stored X-Webhook-Event header is cut to this (informational, so cut, not refused)."""
 
 
 def parse_json(body: bytes) -> Any:
@@ -88,7 +67,7 @@ def _plainly_storable(body: bytes) -> bool:
 def check_lengths(**values: str | None) -> None:
     """Refuse an id longer than the column that stores it."""
     for name, value in values.items():
-        limit = _COLUMN_LIMITS[name]
+        limit = ID_LIMITS[name]
         if value is not None and len(value) > limit:
             raise ValueError(f"{name} is longer than {limit} characters")
 

@@ -9,6 +9,7 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from receiver.logging import get_logger
+from receiver.redact import hide_callback_token
 
 __all__ = ["RequestLogMiddleware"]
 
@@ -44,13 +45,10 @@ class RequestLogMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            path = scope["path"]
-            if path.startswith("/webhooks/aimusic/"):
-                path = "/webhooks/aimusic/{token}"
             log.info(
                 "request",
                 method=scope["method"],
-                path=path,
+                path=hide_callback_token(scope["path"]),
                 status=status,
                 duration_ms=round((time.perf_counter() - started) * 1000, 2),
             )

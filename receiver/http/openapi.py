@@ -3,20 +3,24 @@
 Written out rather than derived from the routes (Starlette has no schema layer and we add
 no framework for one); tests/http/test_openapi.py keeps it honest: the document validates, names
 exactly the routes the app mounts, and schemathesis finds no server error against it.
-Request bodies come from the pydantic models (`SubmitRequest`, `CallbackBody`), so they cannot
-drift from what the code accepts.
+Request bodies come from the pydantic models (`SubmitRequest`, `CallbackBody`) and the rows
+from the store's row models (`receiver.rows`), so neither can drift from what the code accepts
+or answers; the enums of states, kinds and families come from `receiver.states`.
 """
 
 from __future__ import annotations
 
-from typing import Any, get_args
+from typing import Any
 
 from pydantic import BaseModel
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode
 
 from receiver import __version__
-from receiver.http.openapi_schemas import ROW_SCHEMAS
-from receiver.http.params import DELIVERY_STATES, MAX_LIMIT, MAX_OFFSET, TASK_STATES
-from receiver.models import FAMILIES, CallbackBody, Credits, EventKind
+from receiver.http.openapi_schemas import BODY_SCHEMAS
+from receiver.http.params import MAX_LIMIT, MAX_OFFSET
+from receiver.models import CallbackBody, Credits
+from receiver.rows import ROW_MODELS
+from receiver.states import DELIVERY_STATES, EVENT_KINDS, FAMILIES, TASK_STATES, EventKind
 from receiver.submit import SubmitRequest
 
 __all__ = ["openapi_document", "query_parameters"]
@@ -30,7 +34,9 @@ _ADMIN: list[Schema] = [{"bearer": []}]
 
 def openapi_document() -> Schema:
     """The whole document; built on each call (cheap) so nothing module-level is mutable."""
-    schemas: dict[str, Schema] = {**ROW_SCHEMAS}
+    schemas: dict[str, Schema] = {**BODY_SCHEMAS}
+    for row in ROW_MODELS:
+        _model(row, schemas, mode="serialization")
     submit_body = _model(SubmitRequest, schemas)
     callback_body = _model(CallbackBody, schemas)
     credits = _model(Credits, schemas, mode="serialization")
@@ -187,16 +193,31 @@ def query_parameters() -> dict[tuple[str, str], frozenset[str]]:
     }
 
 
-def _model(model: type[BaseModel], schemas: dict[str, Schema], mode: str = "validation") -> Schema:
+def _model(
+    model: type[BaseModel], schemas: dict[str, Schema], mode: JsonSchemaMode = "validation"
+) -> Schema:
     """A model's JSON Schema, registered as a component; nested models become components too
-    (pydantic's `#/$defs/...` refs would otherwise point at the document's root)."""
+    (pydantic's `#/$defs/...` refs would otherwise point at the document's root). Rows are
+    described as the API sends them: `mode="serialization"` (times as date-time strings)."""
     schema = model.model_json_schema(
-        ref_template="#/components/schemas/{model}",
-        mode="serialization" if mode == "serialization" else "validation",
+        ref_template="#/components/schemas/{model}", mode=mode, schema_generator=_Components
     )
     schemas.update(schema.pop("$defs", {}))
-    schemas[model.__name__] = schema
-    return _ref(model.__name__)
+    name = _component(model.__name__)
+    schemas[name] = schema
+    return _ref(name)
+
+
+def _component(name: str) -> str:
+    """A model's component name: `TaskRow` is documented as `Task`, as it always was."""
+    return name.removesuffix("Row")
+
+
+class _Components(GenerateJsonSchema):
+    """Names nested models' components as `_component` names the top-level ones."""
+
+    def normalize_name(self, name: str) -> str:
+        return _component(super().normalize_name(name))
 
 
 def _ref(name: str) -> Schema:
@@ -292,7 +313,7 @@ def _task_filters() -> list[Schema]:
 
 def _event_filters() -> list[Schema]:
     return [
-        _query("kind", {"type": "string", "enum": list(get_args(EventKind))}),
+        _query("kind", {"type": "string", "enum": list(EVENT_KINDS)}),
         _query("task", _SAFE_TEXT, "The provider's task id or the relay's."),
     ]
 
@@ -326,7 +347,7 @@ def _webhook(body: Schema, *, token: bool) -> Schema:
         ),
         header(
             "X-Webhook-Event",
-            {"type": "string", "enum": ["song.completed", "song.failed"]},
+            {"type": "string", "enum": [EventKind.COMPLETED, EventKind.FAILED]},
             "What happened (unsigned): used only when the signed body names no state.",
             False,
         ),

@@ -14,10 +14,8 @@ from collections.abc import Collection, Mapping
 from starlette.datastructures import QueryParams
 
 __all__ = [
-    "DELIVERY_STATES",
     "MAX_LIMIT",
     "MAX_OFFSET",
-    "TASK_STATES",
     "BadParam",
     "check_path",
     "choice",
@@ -32,18 +30,6 @@ __all__ = [
 MAX_LIMIT = 500
 MAX_OFFSET = 1_000_000_000
 """Far beyond any real table; keeps the value inside every database's integer range."""
-
-TASK_STATES = (
-    "submitting",
-    "submitted",
-    "running",
-    "streaming",
-    "succeeded",
-    "failed",
-    "timed_out",
-    "unknown",
-)
-DELIVERY_STATES = ("pending", "running", "succeeded", "dead")
 
 _DIGITS = re.compile(r"[0-9]{1,10}")
 _LABEL_KEY = re.compile(r"[A-Za-z0-9_.\-]{1,64}")

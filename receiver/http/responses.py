@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from receiver.redact import hide_callback_token
+from receiver.rows import iso_time
 
 __all__ = [
     "BODY_TIMEOUT_S",
@@ -138,14 +139,17 @@ def require_admin(request: Request, token: str | None) -> JSONResponse | None:
 def present(value: Any) -> Any:
     """Rows for JSON: `*_at` unix times become ISO 8601, raw bytes are dropped, and a callback
     URL's signed token is cut out (`/webhooks/aimusic/(hidden)`). The API, `--json` and the
-    dashboard all show rows through here or `hide_callback_token`, so none prints a token."""
+    dashboard all show rows through here or `hide_callback_token`, so none prints a token.
+    A row model (`receiver.rows`) is its JSON form, which writes its times alike."""
+    if isinstance(value, BaseModel):
+        return present(value.model_dump(mode="json"))
     if isinstance(value, dict):
         shown: dict[str, Any] = {}
         for key, item in value.items():
             if isinstance(item, bytes):
                 continue
             if key.endswith("_at") and isinstance(item, int | float):
-                shown[key] = datetime.fromtimestamp(item, tz=UTC).isoformat()
+                shown[key] = iso_time(item)
             else:
                 shown[key] = present(item)
         return shown

@@ -23,13 +23,15 @@ from receiver.logging import get_logger
 from receiver.models import CallbackBody, header_contradicts, normalise
 from receiver.services import Services
 from receiver.signing import replay_key, verify_callback, webhook_key
+from receiver.states import Family, Source
 from receiver.store import Inbound
 
 __all__ = ["routes"]
 
 log = get_logger("aimusic_relay.webhooks")
 
-_PLATFORM_ALIASES = {"suno": "sonic", "sonic": "sonic", "producer": "producer", "nuro": "nuro"}
+_PLATFORM_ALIASES: dict[str, str] = {"suno": Family.SONIC, **{f.value: f for f in Family}}
+"""A callback's `platform` (any case) → its family; suno is sonic's engine."""
 
 
 async def receive(request: Request) -> Response:
@@ -94,7 +96,7 @@ async def _receive(request: Request) -> Response:
 
     route = f"task:{task_ref}" if task_ref is not None else "shared"
     inbound = Inbound(
-        source="callback",
+        source=Source.CALLBACK,
         body=body,
         platform=platform,
         clips=clips,
@@ -175,9 +177,9 @@ def _platform(body: CallbackBody) -> str:
         fields: dict[str, Any] = clip.model_dump()
         model = str(fields.get("mv") or "")
         if model.startswith(("sonic", "chirp")):
-            return "sonic"
+            return Family.SONIC
         if "sound" in (clip.model_extra or {}) or clip.sound is not None:
-            return "producer"
+            return Family.PRODUCER
     return "unknown"
 
 

@@ -13,26 +13,16 @@ import socket
 from typing import Any
 from urllib.parse import urlsplit
 
+from receiver.upstream.task_types import is_retired_task_type
+
 __all__ = [
     "CreateRequest",
     "Rejected",
     "check_webhook_url",
-    "is_retired_task_type",
     "optional",
     "validate_create",
 ]
 
-RETIRED_TASK_TYPES = frozenset(
-    {
-        "cover_music",
-        "extend_music",
-        "replace_music",
-        "swap_music_vocals",
-        "swap_music_sound",
-        "music_variation",
-    }
-)
-"""Producer task types the provider retired (410); their `*_upload_*` forms are retired too."""
 
 _MV = re.compile(r"FUZZ-\d+(\.\d+)?")
 _MAX_TITLE = 80
@@ -61,17 +51,6 @@ class CreateRequest:
     make_instrumental: bool
     webhook_url: str | None
     webhook_secret: str | None
-
-
-def is_retired_task_type(task_type: str) -> bool:
-    """`cover_music`, `cover_upload_music`, `swap_upload_music_vocals`, ... are all retired.
-
-    Kept independent of the client's copy on purpose: the emulator checks the client.
-    """
-    if task_type in RETIRED_TASK_TYPES:
-        return True
-    parts = task_type.split("_")
-    return "upload" in parts and "_".join(p for p in parts if p != "upload") in RETIRED_TASK_TYPES
 
 
 def optional(body: dict[str, Any], key: str, kind: type, kind_name: str) -> Any:

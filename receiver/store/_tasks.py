@@ -6,11 +6,12 @@ import dataclasses
 import functools
 import time
 
+from receiver.states import TaskOrigin, TaskState
 from receiver.store._dialect import SqlDialect, dump_json
 from receiver.store.base import NewTask
 from receiver.store.writer import Tx, WriteKind
 
-__all__ = ["CREATE_TASK", "SET_STATE", "SUBMITTED", "TaskState", "TaskSubmitted"]
+__all__ = ["CREATE_TASK", "SET_STATE", "SUBMITTED", "StateChange", "TaskSubmitted"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -20,9 +21,9 @@ class TaskSubmitted:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class TaskState:
+class StateChange:
     task_ref: str
-    state: str
+    state: TaskState
     error: str | None
 
 
@@ -39,13 +40,15 @@ def _sql(d: SqlDialect) -> _Sql:
         insert=d.sql(
             "INSERT INTO tasks (id, upstream_id, family, platform, state, origin, prompt, params,"
             " labels, handlers, created_at, updated_at, deadline_at, next_poll_at, poll_attempts)"
-            " VALUES (:id, NULL, :family, :platform, 'submitting', 'relay', :prompt, :params,"
+            " VALUES (:id, NULL, :family, :platform,"
+            f" '{TaskState.SUBMITTING}', '{TaskOrigin.RELAY}', :prompt, :params,"
             " :labels, :handlers, :now, :now, :deadline_at, :next_poll_at, 0)"
         ),
         # A callback may have beaten the create answer here; keep its state.
         submitted=d.sql(
             "UPDATE tasks SET upstream_id = :upstream_id, updated_at = :now,"
-            " state = CASE WHEN state = 'submitting' THEN 'submitted' ELSE state END"
+            f" state = CASE WHEN state = '{TaskState.SUBMITTING}' THEN '{TaskState.SUBMITTED}'"
+            " ELSE state END"
             " WHERE id = :id"
         ),
         state=d.sql(
@@ -88,7 +91,7 @@ async def _submitted(tx: Tx, answers: list[TaskSubmitted]) -> list[None]:
     return [None] * len(answers)
 
 
-async def _state(tx: Tx, changes: list[TaskState]) -> list[None]:
+async def _state(tx: Tx, changes: list[StateChange]) -> list[None]:
     now = time.time()
     await tx.db.run_many(
         _sql(tx.dialect).state,

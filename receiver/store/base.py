@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
-from receiver.models import Event, EventKind
+from receiver.models import Event
+from receiver.states import EventKind, FinishState, Source, TaskState
 from receiver.store.queries import Queries
 from receiver.store.sessions import AdminSessions
 
@@ -50,7 +51,7 @@ class NewTask:
 class Inbound:
     """A verified callback (or poll answer) reduced to what the store needs."""
 
-    source: Literal["callback", "poll", "relay"]
+    source: Source
     body: bytes
     platform: str
     clips: Sequence[tuple[EventKind, str, Mapping[str, Any]]]
@@ -133,7 +134,7 @@ class Finish:
     delivery_id: str
     owner: str
     attempt: int
-    state: Literal["succeeded", "pending", "dead"]
+    state: FinishState
     error: str | None = None
     blame: str | None = None
     retry_at: float | None = None
@@ -144,8 +145,8 @@ class Finish:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Finished:
-    recorded: bool
-    """False: our lease had expired and another worker took the delivery over."""
+    """A recorded finish (one whose lease had run out raises `LeaseLost` instead)."""
+
     event_settled: bool
     """No delivery of the event is open any more (its spool can go)."""
 
@@ -188,7 +189,9 @@ class Store(Protocol):
 
     async def create_task(self, task: NewTask) -> None: ...
     async def task_submitted(self, task_ref: str, upstream_id: str) -> None: ...
-    async def task_state(self, task_ref: str, state: str, error: str | None = None) -> None: ...
+    async def task_state(
+        self, task_ref: str, state: TaskState, error: str | None = None
+    ) -> None: ...
     async def record_inbound(self, inbound: Inbound, route: Router) -> IngestResult: ...
 
     async def claim(
@@ -197,19 +200,36 @@ class Store(Protocol):
     async def claim_due(
         self, owner: str, limit: int, lease_s: float, exclude: Collection[str] = ()
     ) -> Claimed: ...
-    async def finish(self, finish: Finish) -> Finished: ...
-    async def extend_lease(self, delivery_id: str, owner: str, lease_s: float) -> bool: ...
+    async def finish(self, finish: Finish) -> Finished:
+        """Record one attempt's outcome; `LeaseLost` (nothing changed) when the lease ran out
+        and another worker took the delivery over: its attempt is the one that counts."""
+        ...
+
+    async def extend_lease(self, delivery_id: str, owner: str, lease_s: float) -> None:
+        """Renew our lease; `LeaseLost` when it is no longer ours."""
+        ...
+
     async def extend_leases(
         self, delivery_ids: Collection[str], owner: str, lease_s: float
-    ) -> list[bool]: ...
+    ) -> None:
+        """Renew every lease still ours, in one transaction; then `LeaseLost` naming the
+        deliveries that are no longer ours (their rows are left alone)."""
+        ...
+
     async def release(self, delivery_ids: Collection[str], owner: str) -> int:
         """Expire our leases now so another worker takes the deliveries (shutdown)."""
         ...
 
-    async def succeed(self, claim: Claim, owner: str, result: Mapping[str, Any] | None) -> bool: ...
+    async def succeed(self, claim: Claim, owner: str, result: Mapping[str, Any] | None) -> None:
+        """`finish` as succeeded; `LeaseLost` as there."""
+        ...
+
     async def fail(
         self, claim: Claim, owner: str, error: str, blame: str, retry_at: float | None
-    ) -> bool: ...
+    ) -> None:
+        """`finish` as pending again at `retry_at` (None: dead); `LeaseLost` as there."""
+        ...
+
     async def next_due_at(self, exclude: Collection[str] = ()) -> float | None: ...
     async def event_settled(self, event_id: str) -> bool: ...
     async def replay(

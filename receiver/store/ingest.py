@@ -20,14 +20,21 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from receiver.models import FINAL_KINDS, dedupe_key
+from receiver.models import dedupe_key
+from receiver.states import (
+    FINAL_KINDS,
+    FINAL_TASK_STATES,
+    DeliveryState,
+    EventKind,
+    Source,
+    TaskOrigin,
+    TaskState,
+)
 from receiver.store._dialect import SqlDialect, dump_json, load_json
 from receiver.store.base import Inbound, IngestResult, Refusal, Router
 from receiver.store.writer import Tx, WriteKind
 
-__all__ = ["FINAL_TASK_STATES", "INGEST"]
-
-FINAL_TASK_STATES = frozenset({"succeeded", "failed", "timed_out"})
+__all__ = ["INGEST"]
 
 
 class _Ids:
@@ -81,8 +88,8 @@ def _sql(d: SqlDialect) -> _Sql:
         insert_task=d.sql(
             "INSERT INTO tasks (id, upstream_id, family, platform, state, origin, prompt, params,"
             " labels, handlers, created_at, updated_at, poll_attempts)"
-            " VALUES (:id, :upstream_id, :platform, :platform, :state, 'external', NULL, '{}',"
-            " '{}', NULL, :now, :now, 0)"
+            " VALUES (:id, :upstream_id, :platform, :platform, :state,"
+            f" '{TaskOrigin.EXTERNAL}', NULL, '{{}}', '{{}}', NULL, :now, :now, 0)"
         ),
         fill_upstream=d.sql("UPDATE tasks SET upstream_id = :upstream_id WHERE id = :id"),
         advance_task=d.sql(
@@ -98,7 +105,7 @@ def _sql(d: SqlDialect) -> _Sql:
         insert_delivery=d.sql(
             "INSERT INTO deliveries (id, event_id, handler, stage, state, attempts,"
             " next_attempt_at, created_at, updated_at) VALUES (:id, :event_id, :handler,"
-            " :stage, 'pending', 0, :now, :now, :now)"
+            f" :stage, '{DeliveryState.PENDING}', 0, :now, :now, :now)"
         ),
     )
 
@@ -112,7 +119,7 @@ class _Task:
     state: str
     labels: Mapping[str, str]
     handlers: Sequence[str] | None
-    origin: str = "external"
+    origin: str = TaskOrigin.EXTERNAL
     new: bool = False
     platform: str = ""
     filled: bool = False
@@ -160,7 +167,11 @@ class _Tasks:
         key = _upstream_key(inbound)
         if task is None and key is not None:
             task = self.by_upstream.get(key)
-            if task is not None and task.origin == "relay" and inbound.source == "callback":
+            if (
+                task is not None
+                and task.origin == TaskOrigin.RELAY
+                and inbound.source == Source.CALLBACK
+            ):
                 return Refusal(
                     403,
                     "wrong_route",
@@ -169,7 +180,13 @@ class _Tasks:
                 )
         if task is None:
             task = _Task(
-                self._new_id(), key, "running", {}, None, new=True, platform=inbound.platform
+                self._new_id(),
+                key,
+                TaskState.RUNNING,
+                {},
+                None,
+                new=True,
+                platform=inbound.platform,
             )
             self._add(task)
             return task
@@ -191,23 +208,23 @@ class _Tasks:
 
 def _next_state(state: str, kinds: list[str]) -> str | None:
     """The task's state after these events, or None when they do not move it."""
-    kinds = [kind for kind in kinds if kind != "task.submitted"]
+    kinds = [kind for kind in kinds if kind != EventKind.SUBMITTED]
     if state in FINAL_TASK_STATES or not kinds:
         return None
-    if "task.timed_out" in kinds:
-        return "timed_out"
-    if "song.completed" in kinds:
-        return "succeeded"
+    if EventKind.TIMED_OUT in kinds:
+        return TaskState.TIMED_OUT
+    if EventKind.COMPLETED in kinds:
+        return TaskState.SUCCEEDED
     if all(kind in FINAL_KINDS for kind in kinds):
-        return "failed"
-    return "streaming"
+        return TaskState.FAILED
+    return TaskState.STREAMING
 
 
 def _clip_error(clip: Mapping[str, Any], kind: str, inbound: Inbound) -> Any:
     return (
         clip.get("error_message")
         or clip.get("error")
-        or (inbound.message if kind == "song.failed" else None)
+        or (inbound.message if kind == EventKind.FAILED else None)
     )
 
 

@@ -21,12 +21,14 @@ from collections.abc import Callable, Collection
 import psycopg
 
 from receiver.logging import get_logger
+from receiver.retry import Backoff
 from receiver.store.engine import CONNECT_TIMEOUT_S, libpq_url
 
 __all__ = ["CHANNEL", "TOPICS", "Listener"]
 
 CHANNEL = "aimusic_relay_deliveries"
-"""One channel per database; a wake-up meant for another schema only costs a spare sweep."""
+"""One channel per database; each payload is `topic:schema`, so a relay listening on one
+schema is not woken by another relay's writes to another schema of the same database."""
 
 TOPICS = ("deliveries", "polls")
 
@@ -45,8 +47,9 @@ class Listener:
     ) -> None:
         self._conninfo = libpq_url(database_url)
         self._wake_topics = wake
-        self._max_backoff_s = max_backoff_s
+        self._reconnect = Backoff(0.2, max_backoff_s, "none")
         self._task: asyncio.Task[None] | None = None
+        self._schema: str | None = None
         self.connected = asyncio.Event()
         """Set while LISTEN is active (tests wait on it before sending a NOTIFY)."""
 
@@ -62,9 +65,12 @@ class Listener:
             self._task = None
 
     def _wake(self, payload: str = "") -> None:
-        """Wake the payload's topic; an empty or unknown payload (an older writer, or a
-        reconnect's catch-up) wakes every topic."""
-        self._wake_topics([payload] if payload in TOPICS else TOPICS)
+        """Wake the payload's topic; a payload from another schema wakes nothing; an empty or
+        unknown one (an older writer, or a reconnect's catch-up) wakes every topic."""
+        topic, _, schema = payload.partition(":")
+        if schema and self._schema is not None and schema != self._schema:
+            return
+        self._wake_topics([topic] if topic in TOPICS else TOPICS)
 
     async def _run(self) -> None:
         failures = 0
@@ -79,6 +85,8 @@ class Listener:
                 continue
             try:
                 async with conn:
+                    found = await (await conn.execute("SELECT current_schema()")).fetchone()
+                    self._schema = str(found[0]) if found and found[0] is not None else None
                     await conn.execute("LISTEN aimusic_relay_deliveries")  # CHANNEL
                     self.connected.set()
                     if failures:
@@ -94,6 +102,6 @@ class Listener:
                 await self._backoff(failures, exc)
 
     async def _backoff(self, failures: int, exc: Exception) -> None:
-        delay = min(self._max_backoff_s, 0.2 * 2 ** (failures - 1))
+        delay = self._reconnect.delay(failures)
         log.warning("LISTEN connection lost; reconnecting", error=str(exc), retry_in_s=delay)
         await asyncio.sleep(delay)

@@ -20,6 +20,7 @@ from typing import Any
 
 from receiver.delivery.alerts import DEAD_KIND
 from receiver.models import Event, event_from_row
+from receiver.states import AttemptOutcome, DeliveryState
 from receiver.store._alerts import raise_dead_alerts
 from receiver.store._dialect import SqlDialect, dump_json, load_json
 from receiver.store.base import Claim, Claimed, Finish, Finished, Replay
@@ -267,10 +268,11 @@ async def _claim(tx: Tx, requests: list[ClaimRequest]) -> list[Claimed]:
     return [await _claim_one(tx, request) for request in requests]
 
 
-async def _finish(tx: Tx, finishes: list[Finish]) -> list[Finished]:
-    """Record outcomes whose lease still holds; wake dispatchers only when work became due
-    (a retry, a later stage of the event, an alert): after a plain success there is nothing
-    new. A delivery recorded as dead raises its `delivery.dead` alert in this transaction."""
+async def _finish(tx: Tx, finishes: list[Finish]) -> list[Finished | None]:
+    """Record outcomes whose lease still holds (None for one whose lease was lost); wake
+    dispatchers only when work became due (a retry, a later stage of the event, an alert):
+    after a plain success there is nothing new. A delivery recorded as dead raises its
+    `delivery.dead` alert in this transaction."""
     sql, d, now = _sql(tx.dialect), tx.dialect, time.time()
     rows = await tx.db.rows(sql.held, {"ids": d.values({f.delivery_id for f in finishes})})
     held = {row[0]: list(row[1:]) for row in rows}
@@ -293,14 +295,16 @@ async def _finish(tx: Tx, finishes: list[Finish]) -> list[Finished]:
                 "blame": finish.blame,
                 "next_attempt_at": finish.retry_at if finish.retry_at is not None else now,
                 "now": now,
-                "set_result": int(finish.state == "succeeded"),
+                "set_result": int(finish.state == DeliveryState.SUCCEEDED),
                 "result": dump_json(dict(finish.result)) if finish.result is not None else None,
             }
         )
         attempt_updates.append(
             {
                 "id": finish.delivery_id,
-                "outcome": "succeeded" if finish.state == "succeeded" else "failed",
+                "outcome": AttemptOutcome.SUCCEEDED
+                if finish.state == DeliveryState.SUCCEEDED
+                else AttemptOutcome.FAILED,
                 "now": now,
                 "error": finish.error,
                 "blame": finish.blame,
@@ -311,7 +315,8 @@ async def _finish(tx: Tx, finishes: list[Finish]) -> list[Finished]:
     dead = [
         (finishes[index].delivery_id, alert)
         for index, _, _ in recorded
-        if finishes[index].state == "dead" and (alert := finishes[index].alert) is not None
+        if finishes[index].state == DeliveryState.DEAD
+        and (alert := finishes[index].alert) is not None
     ]
     await raise_dead_alerts(tx, dead, now)
     still_open: dict[str, list[tuple[str, int]]] = {}
@@ -319,14 +324,14 @@ async def _finish(tx: Tx, finishes: list[Finish]) -> list[Finished]:
         events = d.values({event_id for _, event_id, _ in recorded})
         for event_id, state, stage in await tx.db.rows(sql.open_of_events, {"ids": events}):
             still_open.setdefault(event_id, []).append((state, stage))
-    results = [Finished(recorded=False, event_settled=False)] * len(finishes)
+    results: list[Finished | None] = [None] * len(finishes)
     for index, event_id, stage in recorded:
         others = still_open.get(event_id, [])
-        if finishes[index].state == "pending" or any(
-            state == "pending" and later > stage for state, later in others
+        if finishes[index].state == DeliveryState.PENDING or any(
+            state == DeliveryState.PENDING and later > stage for state, later in others
         ):
             tx.wake("deliveries")
-        results[index] = Finished(recorded=True, event_settled=not others)
+        results[index] = Finished(event_settled=not others)
     return results
 
 

@@ -12,9 +12,9 @@ import dataclasses
 import functools
 import time
 
+from receiver.states import FINAL_TASK_STATES
 from receiver.store._dialect import SqlDialect
 from receiver.store.base import DuePoll
-from receiver.store.ingest import FINAL_TASK_STATES
 from receiver.store.writer import Tx, WriteKind
 
 __all__ = ["CLAIM_POLLS", "NEXT_POLL", "POLL_DONE", "PollClaim", "PollDone"]

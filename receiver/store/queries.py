@@ -1,8 +1,8 @@
 """Read-only queries for the API, the CLI and the dashboard; never on the hot path.
 
 They run on their own pooled connections (`SqlStore.reads`), so an operator's page never
-queues behind the writer, and they return typed rows: plain dicts at run time (the API
-renders them as they are), with their keys and types declared here for the type checker.
+queues behind the writer, and they return typed rows (`receiver.rows`), the models the
+API serialises and the OpenAPI document describes.
 """
 
 from __future__ import annotations
@@ -10,132 +10,19 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, TypedDict, cast
+from typing import TypedDict, cast
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from receiver.rows import DeliveryRow, EventRow, InboxRow, TaskDetail, TaskRow
+from receiver.states import QUEUED_DELIVERY_STATES, DeliveryState, EventKind
 from receiver.store.schema import attempts, deliveries, events, inbox, tasks
 
-__all__ = [
-    "AttemptRow",
-    "DeliveryDetail",
-    "DeliveryRow",
-    "EventDetail",
-    "EventRow",
-    "InboxRow",
-    "InboxSummary",
-    "Queries",
-    "TaskCost",
-    "TaskDetail",
-    "TaskRow",
-]
-
-
-class TaskRow(TypedDict):
-    """A `tasks` row (receiver/store/schema.py)."""
-
-    id: str
-    upstream_id: str | None
-    family: str
-    platform: str
-    state: str
-    origin: str
-    prompt: str | None
-    params: dict[str, Any]
-    labels: dict[str, str]
-    handlers: list[str] | None
-    error: str | None
-    created_at: float
-    updated_at: float
-    next_poll_at: float | None
-    poll_attempts: int
-    deadline_at: float | None
-
-
-class InboxRow(TypedDict):
-    """An `inbox` row, with the raw body as received."""
-
-    id: str
-    webhook_id: str | None
-    task_id: str | None
-    source: str
-    event_header: str | None
-    body: bytes
-    received_at: float
-
-
-class InboxSummary(TypedDict):
-    """An inbox row without its body (the task timeline)."""
-
-    id: str
-    webhook_id: str | None
-    source: str
-    event_header: str | None
-    received_at: float
-
-
-class EventRow(TypedDict):
-    id: str
-    inbox_id: str | None
-    dedupe_key: str
-    task_id: str
-    task_ref: str | None
-    clip_id: str
-    kind: str
-    platform: str
-    source: str
-    clip: dict[str, Any]
-    error: str | None
-    received_at: float
-
-
-class DeliveryRow(TypedDict):
-    id: str
-    event_id: str
-    handler: str
-    state: str
-    attempts: int
-    next_attempt_at: float
-    lease_owner: str | None
-    lease_until: float | None
-    last_error: str | None
-    blame: str | None
-    result: dict[str, Any] | None
-    created_at: float
-    updated_at: float
-    stage: int
-
-
-class AttemptRow(TypedDict):
-    id: int
-    delivery_id: str
-    number: int
-    started_at: float
-    finished_at: float | None
-    outcome: str
-    error: str | None
-    blame: str | None
-
-
-class DeliveryDetail(DeliveryRow):
-    attempt_log: list[AttemptRow]
-
-
-class EventDetail(EventRow):
-    deliveries: list[DeliveryDetail]
-
-
-class TaskDetail(TaskRow):
-    """A task with its inbound payloads, events, deliveries and every attempt."""
-
-    events: list[EventDetail]
-    inbox: list[InboxSummary]
+__all__ = ["Queries", "TaskCost"]
 
 
 _LIKE_SPECIAL = re.compile(r"[\\%_]")
-
-_QUEUED = ("pending", "running")
 
 
 class TaskCost(TypedDict):
@@ -172,7 +59,7 @@ class Queries:
                     )
                 )
             ).first()
-        return cast(TaskRow, dict(row._mapping)) if row is not None else None
+        return TaskRow.model_validate(dict(row._mapping)) if row is not None else None
 
     async def task_detail(self, task_id: str) -> TaskDetail | None:
         """The task with its inbound payloads, events, deliveries and every attempt."""
@@ -184,7 +71,7 @@ class Queries:
                 dict(r._mapping)
                 for r in await conn.execute(
                     events.select()
-                    .where(events.c.task_ref == task["id"])
+                    .where(events.c.task_ref == task.id)
                     .order_by(events.c.received_at)
                 )
             ]
@@ -206,7 +93,7 @@ class Queries:
                 )
             ]
             inbox_rows = []
-            if task["upstream_id"]:
+            if task.upstream_id:
                 inbox_rows = [
                     dict(r._mapping)
                     for r in await conn.execute(
@@ -217,7 +104,7 @@ class Queries:
                             inbox.c.event_header,
                             inbox.c.received_at,
                         )
-                        .where(inbox.c.task_id == task["upstream_id"])
+                        .where(inbox.c.task_id == task.upstream_id)
                         .order_by(inbox.c.received_at)
                     )
                 ]
@@ -227,10 +114,9 @@ class Queries:
             ]
         for event in event_rows:
             event["deliveries"] = [d for d in delivery_rows if d["event_id"] == event["id"]]
-        detail = cast(dict[str, Any], task)
-        detail["events"] = event_rows
-        detail["inbox"] = inbox_rows
-        return cast(TaskDetail, detail)
+        return TaskDetail.model_validate(
+            {**task.model_dump(), "events": event_rows, "inbox": inbox_rows}
+        )
 
     async def list_tasks(
         self,
@@ -269,7 +155,7 @@ class Queries:
             )
         async with self._read() as conn:
             rows = await conn.execute(query.limit(_page(limit)).offset(offset))
-            return [cast(TaskRow, dict(r._mapping)) for r in rows]
+            return [TaskRow.model_validate(dict(r._mapping)) for r in rows]
 
     async def list_events(
         self,
@@ -287,7 +173,7 @@ class Queries:
             query = query.where(sa.or_(events.c.task_id == task, events.c.task_ref == task))
         async with self._read() as conn:
             rows = await conn.execute(query.limit(_page(limit)).offset(offset))
-            return [cast(EventRow, dict(r._mapping)) for r in rows]
+            return [EventRow.model_validate(dict(r._mapping)) for r in rows]
 
     async def queue_stats(self) -> tuple[int, float | None]:
         """(deliveries pending or running, creation time of the oldest pending one): one
@@ -295,9 +181,12 @@ class Queries:
         query = sa.select(
             sa.func.count(),
             sa.func.min(
-                sa.case((deliveries.c.state == "pending", deliveries.c.created_at), else_=None)
+                sa.case(
+                    (deliveries.c.state == DeliveryState.PENDING, deliveries.c.created_at),
+                    else_=None,
+                )
             ),
-        ).where(deliveries.c.state.in_(("pending", "running")))
+        ).where(deliveries.c.state.in_(QUEUED_DELIVERY_STATES))
         async with self._read() as conn:
             depth, oldest = (await conn.execute(query)).one()
         return int(depth), None if oldest is None else float(oldest)
@@ -306,7 +195,7 @@ class Queries:
         """(handler, state) → rows, for the states a scrape reports: pending, running, dead."""
         query = (
             sa.select(deliveries.c.handler, deliveries.c.state, sa.func.count())
-            .where(deliveries.c.state.in_((*_QUEUED, "dead")))
+            .where(deliveries.c.state.in_((*QUEUED_DELIVERY_STATES, DeliveryState.DEAD)))
             .group_by(deliveries.c.handler, deliveries.c.state)
         )
         async with self._read() as conn:
@@ -315,7 +204,7 @@ class Queries:
     async def song_times(self, since: float) -> list[float]:
         """When each song finished since `since` (the overview's songs per day)."""
         query = sa.select(events.c.received_at).where(
-            events.c.kind == "song.completed", events.c.received_at >= since
+            events.c.kind == EventKind.COMPLETED, events.c.received_at >= since
         )
         async with self._read() as conn:
             return [float(at) for (at,) in await conn.execute(query)]
@@ -347,7 +236,7 @@ class Queries:
             return []
         async with self._read() as conn:
             rows = await conn.execute(tasks.select().where(tasks.c.id.in_(ids)))
-            return [cast(TaskRow, dict(r._mapping)) for r in rows]
+            return [TaskRow.model_validate(dict(r._mapping)) for r in rows]
 
     async def count_deliveries(self, state: str) -> int:
         """How many deliveries are in `state` (the dashboard's dead-letter banner)."""
@@ -360,7 +249,7 @@ class Queries:
             row = (
                 await conn.execute(deliveries.select().where(deliveries.c.id == delivery_id))
             ).first()
-        return cast(DeliveryRow, dict(row._mapping)) if row is not None else None
+        return DeliveryRow.model_validate(dict(row._mapping)) if row is not None else None
 
     async def list_deliveries(
         self,
@@ -376,7 +265,7 @@ class Queries:
             query = query.where(deliveries.c.handler == handler)
         async with self._read() as conn:
             rows = await conn.execute(query.limit(_page(limit)).offset(offset))
-            return [cast(DeliveryRow, dict(r._mapping)) for r in rows]
+            return [DeliveryRow.model_validate(dict(r._mapping)) for r in rows]
 
     async def inbox_bodies(self, upstream_id: str) -> list[InboxRow]:
         """A task's raw inbound payloads, oldest first (the dashboard shows them redacted)."""
@@ -384,7 +273,7 @@ class Queries:
             rows = await conn.execute(
                 inbox.select().where(inbox.c.task_id == upstream_id).order_by(inbox.c.received_at)
             )
-            return [cast(InboxRow, dict(r._mapping)) for r in rows]
+            return [InboxRow.model_validate(dict(r._mapping)) for r in rows]
 
     async def events_for(
         self, *, task_refs: list[str] | None = None, ids: list[str] | None = None
@@ -396,4 +285,4 @@ class Queries:
         if ids is not None:
             query = query.where(events.c.id.in_(ids))
         async with self._read() as conn:
-            return [cast(EventRow, dict(r._mapping)) for r in await conn.execute(query)]
+            return [EventRow.model_validate(dict(r._mapping)) for r in await conn.execute(query)]

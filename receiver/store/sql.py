@@ -14,13 +14,14 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from receiver.errors import StoreUnavailable
+from receiver.errors import LeaseLost, StoreUnavailable
+from receiver.states import DeliveryState, FinishState, TaskState
 from receiver.store import migrate
 from receiver.store._connections import (
     PostgresConnection,
@@ -29,7 +30,13 @@ from receiver.store._connections import (
     unavailable,
 )
 from receiver.store._dialect import POSTGRES, SQLITE
-from receiver.store._tasks import CREATE_TASK, SET_STATE, SUBMITTED, TaskState, TaskSubmitted
+from receiver.store._tasks import (
+    CREATE_TASK,
+    SET_STATE,
+    SUBMITTED,
+    StateChange,
+    TaskSubmitted,
+)
 from receiver.store.base import (
     Claim,
     Claimed,
@@ -166,8 +173,8 @@ class SqlStore:
     async def task_submitted(self, task_ref: str, upstream_id: str) -> None:
         await self._submit(SUBMITTED, TaskSubmitted(task_ref, upstream_id))
 
-    async def task_state(self, task_ref: str, state: str, error: str | None = None) -> None:
-        await self._submit(SET_STATE, TaskState(task_ref, state, error))
+    async def task_state(self, task_ref: str, state: TaskState, error: str | None = None) -> None:
+        await self._submit(SET_STATE, StateChange(task_ref, state, error))
 
     async def record_inbound(self, inbound: Inbound, route: Router) -> IngestResult:
         """Store one verified inbound (dedupe, task, events, deliveries) and return once the
@@ -188,35 +195,40 @@ class SqlStore:
         return await self._submit(CLAIM, ClaimRequest(owner, limit, lease_s, tuple(exclude)))
 
     async def finish(self, finish: Finish) -> Finished:
-        return await self._submit(FINISH, finish)
+        # The batch answers None for a lost lease rather than raising: an exception there
+        # would make the writer re-run every neighbour in a transaction of its own.
+        done = await self._submit(FINISH, finish)
+        if done is None:
+            raise LeaseLost([finish.delivery_id])
+        return done
 
-    async def succeed(self, claim: Claim, owner: str, result: Mapping[str, Any] | None) -> bool:
-        done = await self.finish(
-            Finish(claim.delivery_id, owner, claim.attempt, "succeeded", result=result)
+    async def succeed(self, claim: Claim, owner: str, result: Mapping[str, Any] | None) -> None:
+        await self.finish(
+            Finish(claim.delivery_id, owner, claim.attempt, DeliveryState.SUCCEEDED, result=result)
         )
-        return done.recorded
 
     async def fail(
         self, claim: Claim, owner: str, error: str, blame: str, retry_at: float | None
-    ) -> bool:
-        state: Literal["pending", "dead"] = "dead" if retry_at is None else "pending"
-        done = await self.finish(
+    ) -> None:
+        state: FinishState = DeliveryState.DEAD if retry_at is None else DeliveryState.PENDING
+        await self.finish(
             Finish(claim.delivery_id, owner, claim.attempt, state, error, blame, retry_at)
         )
-        return done.recorded
 
-    async def extend_lease(self, delivery_id: str, owner: str, lease_s: float) -> bool:
-        return await self._submit(EXTEND, Extend(delivery_id, owner, lease_s))
+    async def extend_lease(self, delivery_id: str, owner: str, lease_s: float) -> None:
+        await self.extend_leases([delivery_id], owner, lease_s)
 
     async def extend_leases(
         self, delivery_ids: Collection[str], owner: str, lease_s: float
-    ) -> list[bool]:
+    ) -> None:
         """Every lease in one transaction (the dispatcher's periodic renewal)."""
-        return list(
-            await asyncio.gather(
-                *(self.extend_lease(delivery_id, owner, lease_s) for delivery_id in delivery_ids)
-            )
+        ids = list(delivery_ids)
+        held = await asyncio.gather(
+            *(self._submit(EXTEND, Extend(delivery_id, owner, lease_s)) for delivery_id in ids)
         )
+        lost = [delivery_id for delivery_id, ok in zip(ids, held, strict=True) if not ok]
+        if lost:
+            raise LeaseLost(lost)
 
     async def release(self, delivery_ids: Collection[str], owner: str) -> int:
         """Expire our leases now so another worker takes the deliveries (shutdown)."""

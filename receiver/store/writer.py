@@ -178,7 +178,10 @@ class Writer:
             if self.dialect.is_postgres:
                 for topic in sorted(tx.wakes):
                     await conn.rows(
-                        self.dialect.sql("SELECT pg_notify(:channel, :topic)"),
+                        # "topic:schema": listeners on another schema of this database skip it
+                        self.dialect.sql(
+                            "SELECT pg_notify(:channel, :topic || ':' || current_schema())"
+                        ),
                         {"channel": CHANNEL, "topic": topic},
                     )
             await conn.commit()

@@ -36,27 +36,15 @@ from receiver.models import (
     LyricsTaskAnswer,
     TaskAnswer,
 )
+from receiver.states import Family
 from receiver.upstream.errors import Call, unknown
+from receiver.upstream.task_types import is_retired_task_type
 from receiver.upstream.transport import Transport, Unsure
 
 __all__ = [
     "NURO_RETIRED",
-    "RETIRED_PRODUCER_TASK_TYPES",
     "UpstreamClient",
-    "is_retired_task_type",
 ]
-
-RETIRED_PRODUCER_TASK_TYPES = frozenset(
-    {
-        "cover_music",
-        "extend_music",
-        "replace_music",
-        "swap_music_vocals",
-        "swap_music_sound",
-        "music_variation",
-    }
-)
-"""Producer task types the provider answers 410 for; their `*_upload_*` forms are retired too."""
 
 NURO_RETIRED = (
     "nuro was retired by the provider (410 Gone): make vocal songs with sonic (`--family sonic`) "
@@ -65,17 +53,6 @@ NURO_RETIRED = (
 """Why every nuro call fails; the client raises it as `TaskGone` without sending anything."""
 
 _PRODUCER_COST, _SONIC_COST, _CONCAT_COST, _LYRICS_COST = 10.0, 15.0, 2.0, 1.0
-
-
-def is_retired_task_type(task_type: str) -> bool:
-    """`cover_music`, `cover_upload_music`, `swap_upload_music_vocals`, ... are retired."""
-    if task_type in RETIRED_PRODUCER_TASK_TYPES:
-        return True
-    parts = task_type.split("_")
-    return (
-        "upload" in parts
-        and "_".join(p for p in parts if p != "upload") in RETIRED_PRODUCER_TASK_TYPES
-    )
 
 
 class UpstreamClient(Transport):
@@ -91,21 +68,21 @@ class UpstreamClient(Transport):
         Sent once. `OutcomeUnknown`: it may exist, do not re-send. `RateLimited`: nothing was
         created; wait `retry_after` seconds (None: back off) and it is safe to send again.
         """
-        if family == "producer":
+        if family == Family.PRODUCER:
             return await self.create_producer(params)
-        if family == "sonic":
+        if family == Family.SONIC:
             return await self.create_sonic(params)
-        if family == "nuro":
+        if family == Family.NURO:
             return await self.nuro_create(params)
         raise _unknown_family(family)
 
     async def task(self, family: str, task_id: str) -> TaskAnswer:
         """Poll a task of `family` ("producer" or "sonic"; "nuro" raises `TaskGone`)."""
-        if family == "producer":
+        if family == Family.PRODUCER:
             return await self.producer_task(task_id)
-        if family == "sonic":
+        if family == Family.SONIC:
             return await self.sonic_task(task_id)
-        if family == "nuro":
+        if family == Family.NURO:
             return await self.nuro_task(task_id)
         raise _unknown_family(family)
 
@@ -186,7 +163,7 @@ class UpstreamClient(Transport):
         self,
         prompt: str,
         *,
-        family: str = "producer",
+        family: str = Family.PRODUCER,
         poll_s: float = 2.0,
         timeout_s: float = 120.0,
     ) -> list[LyricsResult]:
@@ -194,11 +171,11 @@ class UpstreamClient(Transport):
 
         Raises `UpstreamError` if the producer task fails or is not done within `timeout_s`.
         """
-        if family == "sonic":
+        if family == Family.SONIC:
             return (await self.sonic_lyrics(prompt)).data
-        if family == "nuro":
+        if family == Family.NURO:
             raise TaskGone(f"{NURO_RETIRED}; nothing was sent", status=410)
-        if family != "producer":
+        if family != Family.PRODUCER:
             raise _unknown_family(family)
         task_id = (await self.lyrics_create({"prompt": prompt})).task_id
         loop = asyncio.get_running_loop()

@@ -338,11 +338,11 @@ async def test_dashboard_queries_on_both_backends(
         )
         result = await store.record_inbound(inbound, lambda *_: [])
         [row] = await store.reads.inbox_bodies("up-1")
-        assert (bytes(row["body"]), row["source"]) == (body, "callback")
+        assert (row.body, row.source) == (body, "callback")
         by_task = await store.reads.events_for(task_refs=["ref-1", "unknown"])
         by_id = await store.reads.events_for(ids=list(result.event_ids))
-        assert [e["clip"]["title"] for e in by_task] == ["Night Drive"]
-        assert [e["id"] for e in by_id] == list(result.event_ids)
+        assert [e.clip["title"] for e in by_task] == ["Night Drive"]
+        assert [e.id for e in by_id] == list(result.event_ids)
         assert await store.reads.events_for(task_refs=[]) == []
     finally:
         await store.close()

@@ -22,6 +22,7 @@ from handlers.disk import DiskHandler
 from handlers.forward import ForwardHandler
 from handlers.s3 import S3Handler
 from receiver.delivery.alerts import DeadNotice
+from receiver.errors import LeaseLost
 from receiver.models import Event
 from receiver.store import Claim, DeadAlert, Finish, Inbound, SqlStore
 from tests.conftest import MakeContext, Relay
@@ -279,16 +280,16 @@ async def test_store_raises_one_alert_per_dead_lettering_in_the_same_write(
     )
     await store.record_inbound(inbound, lambda *a: [("bucket", 0)])
     [upload] = await store.claim("w", 10, 30)
-    assert (await store.finish(_dead(upload))).recorded
+    await store.finish(_dead(upload))
     [event] = await store.reads.list_events(kind="delivery.dead")
     assert ("up-1", "clip-1", "relay", "AccessDenied") == (
-        event["task_id"],
-        event["clip_id"],
-        event["source"],
-        event["error"],
+        event.task_id,
+        event.clip_id,
+        event.source,
+        event.error,
     )
-    assert "Rainy Office" == event["clip"]["title"]
-    assert f"dead:{upload.delivery_id}:1" == event["dedupe_key"]
+    assert "Rainy Office" == event.clip["title"]
+    assert f"dead:{upload.delivery_id}:1" == event.dedupe_key
 
     [alert] = await store.claim("w", 10, 30)
     assert ("alerts", "delivery.dead") == (alert.handler, alert.event.kind)
@@ -300,8 +301,9 @@ async def test_store_raises_one_alert_per_dead_lettering_in_the_same_write(
     [again] = await store.claim("w", 10, 30)
     assert 1 == again.attempt  # the counter restarts; the key still differs
     await store.finish(_dead(again))
-    keys = sorted(e["dedupe_key"] for e in await store.reads.list_events(kind="delivery.dead"))
+    keys = sorted(e.dedupe_key for e in await store.reads.list_events(kind="delivery.dead"))
     assert [f"dead:{upload.delivery_id}:1", f"dead:{upload.delivery_id}:2"] == keys
     assert 1 == len(await store.reads.list_deliveries("pending", handler="alerts"))  # the new one
-    await store.finish(Finish(again.delivery_id, "w", again.attempt, "dead"))  # not held: no-op
+    with pytest.raises(LeaseLost):  # not held any more: refused, and nothing is written
+        await store.finish(Finish(again.delivery_id, "w", again.attempt, "dead"))
     assert 2 == len(await store.reads.list_events(kind="delivery.dead"))

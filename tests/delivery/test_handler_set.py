@@ -54,6 +54,19 @@ def test_filters_choose_exactly_the_matching_handlers(tmp_path: Path) -> None:
     assert route("task.submitted", "producer", {}, None) == []
 
 
+def test_retry_delays_use_full_jitter_under_the_cap_and_honour_retry_after(
+    tmp_path: Path,
+) -> None:
+    """A retry waits from 0 to base·2^(attempt-1), capped; never less than Retry-After."""
+    extra = "backoff_base_s = 2.0\nbackoff_max_s = 10.0"
+    [configured] = _handlers(tmp_path, _recorder("r", str(tmp_path / "x"), extra))
+    first = [configured.retry_delay(1, None) for _ in range(500)]
+    late = [configured.retry_delay(9, None) for _ in range(500)]
+    assert all(0 <= d <= 2.0 for d in first) and max(first) > 1.5
+    assert all(0 <= d <= 10.0 for d in late) and max(late) > 9.0
+    assert configured.retry_delay(9, 45.0) == 45.0
+
+
 def test_no_handler_takes_delivery_dead_unless_it_asks(tmp_path: Path) -> None:
     """Alerts are opt-in: no built-in type's default events, nor ours, hold `delivery.dead`."""
     handlers = _handlers(

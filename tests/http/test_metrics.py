@@ -437,8 +437,8 @@ async def test_label_filters_and_queue_stats_on_every_backend(store: SqlStore) -
             NewTask(ref, "producer", "producer", None, {}, labels, None, next_poll_at=None)
         )
     found = await store.reads.list_tasks(labels={"a.b-c": "x y", "team": "ads"})
-    assert ["t1"] == [t["id"] for t in found]
-    assert ["t2"] == [t["id"] for t in await store.reads.list_tasks(labels={"team": "film"})]
+    assert ["t1"] == [t.id for t in found]
+    assert ["t2"] == [t.id for t in await store.reads.list_tasks(labels={"team": "film"})]
     assert [] == await store.reads.list_tasks(labels={"team": "ads"}, state="failed")
     assert 2 == len(await store.reads.list_tasks(family="producer", state="submitting"))
 

@@ -6,6 +6,9 @@ import asyncio
 import time
 from collections.abc import Callable
 
+import pytest
+
+from receiver.errors import LeaseLost
 from receiver.store import Inbound, NewTask, SqlStore
 
 
@@ -73,7 +76,7 @@ async def test_callback_before_create_answer_fills_upstream_id(store: SqlStore) 
     await store.task_submitted("ref-1", "up-1")
     task = await store.reads.get_task("up-1")
     assert task is not None
-    assert (task["id"], task["state"]) == ("ref-1", "succeeded")
+    assert (task.id, task.state) == ("ref-1", "succeeded")
 
 
 async def test_expired_lease_is_reclaimed_and_old_owner_cannot_finish(store: SqlStore) -> None:
@@ -88,12 +91,13 @@ async def test_expired_lease_is_reclaimed_and_old_owner_cannot_finish(store: Sql
     second = await store.claim("worker-2", 10, lease_s=30)
     assert sorted(c.delivery_id for c in second) == sorted(c.delivery_id for c in first)
     assert all(c.attempt == 2 for c in second)
-    assert await store.succeed(first[0], "worker-1", {"late": True}) is False
-    assert await store.succeed(second[0], "worker-2", {"ok": True}) is True
+    with pytest.raises(LeaseLost):
+        await store.succeed(first[0], "worker-1", {"late": True})
+    await store.succeed(second[0], "worker-2", {"ok": True})
     detail = await store.reads.task_detail("up-1")
     assert detail is not None
-    log = detail["events"][0]["deliveries"]
-    outcomes = sorted(a["outcome"] for d in log for a in d["attempt_log"])
+    log = detail.events[0].deliveries
+    outcomes = sorted(a.outcome for d in log for a in d.attempt_log)
     assert outcomes == ["lost", "lost", "running", "succeeded"]
 
 
@@ -120,7 +124,7 @@ async def test_dead_delivery_keeps_error_and_blame(store: SqlStore) -> None:
     [claim] = await store.claim("w", 10, 30)
     await store.fail(claim, "w", "HTTP 404 from destination", "destination", None)
     [dead] = await store.reads.list_deliveries("dead")
-    assert (dead["last_error"], dead["blame"]) == ("HTTP 404 from destination", "destination")
+    assert (dead.last_error, dead.blame) == ("HTTP 404 from destination", "destination")
     assert await store.event_settled(claim.event.id)
 
 

@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
+from receiver.errors import LeaseLost
 from receiver.store import Finish, Inbound, SqlStore
 from tests.store.test_store import _task
 
@@ -31,11 +34,9 @@ async def test_a_claim_carries_earlier_stages_and_the_tasks_other_events(store: 
     await store.record_inbound(_inbound("clip-1", "w1"), _staged)
     [archive] = await store.claim("me", 10, 30)
     assert (archive.handler, dict(archive.results)) == ("archive", {})
-    assert (
-        await store.finish(
-            Finish(archive.delivery_id, "me", archive.attempt, "succeeded", result={"path": "/a"})
-        )
-    ).recorded
+    await store.finish(
+        Finish(archive.delivery_id, "me", archive.attempt, "succeeded", result={"path": "/a"})
+    )
     [chat] = await store.claim("me", 10, 30)
     assert (chat.handler, dict(chat.results)) == ("chat", {"archive": {"path": "/a"}})
     await store.finish(Finish(chat.delivery_id, "me", chat.attempt, "succeeded", result={"ts": 1}))
@@ -49,21 +50,21 @@ async def test_a_claim_carries_earlier_stages_and_the_tasks_other_events(store: 
 
 async def test_a_finish_says_when_its_event_is_settled(store: SqlStore) -> None:
     """The last open delivery of an event reports it settled (its spool may go); a retry does
-    not, and a finish by a worker whose lease was taken over is not recorded."""
+    not, and a finish by a worker whose lease was taken over is refused."""
     both = lambda *a: [("a", 0), ("b", 0)]  # noqa: E731
     await store.record_inbound(_inbound("clip-1", "w1"), both)
     first, second = await store.claim("me", 10, 30)
     retry = await store.finish(
         Finish(first.delivery_id, "me", first.attempt, "pending", "boom", "destination", 0.0)
     )
-    assert (retry.recorded, retry.event_settled) == (True, False)
-    stale = await store.finish(Finish(second.delivery_id, "other", second.attempt, "succeeded"))
-    assert (stale.recorded, stale.event_settled) == (False, False)
+    assert not retry.event_settled
+    with pytest.raises(LeaseLost):
+        await store.finish(Finish(second.delivery_id, "other", second.attempt, "succeeded"))
     done = await store.finish(Finish(second.delivery_id, "me", second.attempt, "succeeded"))
-    assert (done.recorded, done.event_settled) == (True, False)  # `first` is pending again
+    assert not done.event_settled  # `first` is pending again
     [again] = await store.claim("me", 10, 30)
     last = await store.finish(Finish(again.delivery_id, "me", again.attempt, "dead", "x", "relay"))
-    assert (last.recorded, last.event_settled) == (True, True)
+    assert last.event_settled
 
 
 async def test_the_poller_is_woken_by_new_polls_only(store: SqlStore) -> None:
@@ -86,12 +87,13 @@ async def test_the_poller_is_woken_by_new_polls_only(store: SqlStore) -> None:
 
 
 async def test_leases_are_renewed_together_and_only_while_held(store: SqlStore) -> None:
-    """`extend_leases` renews every lease this owner still holds, in one batch, and says which
-    one it no longer holds."""
+    """`extend_leases` renews every lease this owner still holds, in one batch, and names the
+    one it no longer holds in `LeaseLost`."""
     await store.record_inbound(_inbound("clip-1", "w1"), lambda *a: [("a", 0), ("b", 0)])
     first, second = await store.claim("me", 10, 30)
     await store.finish(Finish(second.delivery_id, "me", second.attempt, "succeeded"))
     before = store.writer.commits
-    held = await store.extend_leases([first.delivery_id, second.delivery_id], "me", 30)
-    assert held == [True, False]
+    with pytest.raises(LeaseLost) as lost:
+        await store.extend_leases([first.delivery_id, second.delivery_id], "me", 30)
+    assert (second.delivery_id,) == lost.value.delivery_ids
     assert store.writer.commits - before == 1
