@@ -157,6 +157,26 @@ def test_no_part_imports_another_parts_private_module_or_name() -> None:
     assert [] == _private_reaches(_trees())
 
 
+FOUNDATIONS = ("receiver.store", "receiver.upstream")
+"""Parts the others build on: they must not know who uses them."""
+USERS = ("receiver.http", "receiver.dashboard", "receiver.delivery", "receiver.cli")
+
+
+def _upward(trees: dict[str, ast.Module]) -> list[str]:
+    found = []
+    for name, tree in trees.items():
+        if _part(name) not in FOUNDATIONS:
+            continue
+        for target, _ in _imports(name, tree, top_level_only=False):
+            if target in MODULES and _part(target) in USERS:
+                found.append(f"{name} imports {target}")
+    return sorted(found)
+
+
+def test_the_store_and_the_upstream_client_import_none_of_their_users() -> None:
+    assert [] == _upward(_trees())
+
+
 def test_the_checks_can_fail() -> None:
     """Both checks on a small made-up graph, so a broken walk cannot pass vacuously."""
     assert [["a", "b"]] == _cycles({"a": {"b"}, "b": {"a"}, "c": {"a"}})
@@ -170,3 +190,7 @@ def test_the_checks_can_fail() -> None:
         "receiver.dashboard.views imports receiver.http.params._y",
         "receiver.dashboard.views imports receiver.store._tasks.x",
     ] == _private_reaches(fake)
+    upward = {
+        "receiver.store.outbox": ast.parse("from receiver.delivery.alerts import DEAD_KIND\n")
+    }
+    assert ["receiver.store.outbox imports receiver.delivery.alerts"] == _upward(upward)

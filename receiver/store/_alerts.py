@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from receiver.delivery.alerts import DEAD_KIND
+from receiver.states import EventKind
 from receiver.store._dialect import SqlDialect, dump_json
 from receiver.store.base import DeadAlert
 from receiver.store.ingest import _Ids as Ids
@@ -33,7 +33,7 @@ def _attempts_of(d: SqlDialect) -> str:
 async def raise_dead_alerts(tx: Tx, dead: list[tuple[str, DeadAlert]], now: float) -> None:
     """Store a `delivery.dead` event, and its deliveries, for each (delivery id, alert) just
     recorded as dead; an alert about an alert, or one nobody takes, stores nothing."""
-    dead = [(i, a) for i, a in dead if a.targets and a.event.kind != DEAD_KIND]
+    dead = [(i, a) for i, a in dead if a.targets and a.event.kind != EventKind.DELIVERY_DEAD]
     if not dead:
         return
     # The events and deliveries are written with ingest's own statements: one shape of row.
@@ -55,7 +55,7 @@ async def raise_dead_alerts(tx: Tx, dead: list[tuple[str, DeadAlert]], now: floa
                 "task_id": about.task_id,
                 "task_ref": about.task_ref,
                 "clip_id": about.clip_id,
-                "kind": DEAD_KIND,
+                "kind": EventKind.DELIVERY_DEAD,
                 "platform": about.platform,
                 "source": "relay",
                 "clip": dump_json(dict(alert.clip)),

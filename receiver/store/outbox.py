@@ -18,9 +18,14 @@ import time
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from receiver.delivery.alerts import DEAD_KIND
 from receiver.models import Event, event_from_row
-from receiver.states import AttemptOutcome, DeliveryState
+from receiver.states import (
+    FINISHED_DELIVERY_STATES,
+    QUEUED_DELIVERY_STATES,
+    AttemptOutcome,
+    DeliveryState,
+    EventKind,
+)
 from receiver.store._alerts import raise_dead_alerts
 from receiver.store._dialect import SqlDialect, dump_json, load_json
 from receiver.store.base import Claim, Claimed, Finish, Finished, Replay
@@ -61,7 +66,21 @@ class Release:
     owner: str
 
 
-_OPEN = "('pending', 'running')"
+def _literal(value: str) -> str:
+    """A state as a SQL literal: the enums are constants, never input, so they can be inlined
+    where a bound parameter would cost the planner its partial-index match."""
+    return f"'{value}'"
+
+
+def _literals(values: Collection[str]) -> str:
+    return "(" + ", ".join(_literal(value) for value in sorted(values)) + ")"
+
+
+_OPEN = _literals(QUEUED_DELIVERY_STATES)
+_FINISHED = _literals(FINISHED_DELIVERY_STATES)
+_PENDING, _RUNNING = _literal(DeliveryState.PENDING), _literal(DeliveryState.RUNNING)
+_SUCCEEDED, _DEAD = _literal(DeliveryState.SUCCEEDED), _literal(DeliveryState.DEAD)
+_ATTEMPT_RUNNING, _ATTEMPT_LOST = _literal(AttemptOutcome.RUNNING), _literal(AttemptOutcome.LOST)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -98,8 +117,8 @@ def _sql(d: SqlDialect) -> _Sql:
         f" AND {d.not_in_list('d.handler', 'exclude')}"
     )
     d_state = d.unindexed("d.state")
-    pending, running = d.rare("state = 'pending'"), d.rare("state = 'running'")
-    d_pending, d_running = d.rare("d.state = 'pending'"), d.rare("d.state = 'running'")
+    pending, running = d.rare(f"state = {_PENDING}"), d.rare(f"state = {_RUNNING}")
+    d_pending, d_running = d.rare(f"d.state = {_PENDING}"), d.rare(f"d.state = {_RUNNING}")
     return _Sql(
         # Two picks, each walking ix_deliveries_due in order and stopping at its LIMIT (one
         # query with an OR of both states sorts every due row, the whole backlog, per claim):
@@ -115,19 +134,19 @@ def _sql(d: SqlDialect) -> _Sql:
             f" ORDER BY d.next_attempt_at LIMIT :limit{d.skip_locked}"
         ),
         lose_attempts=d.sql(
-            "UPDATE attempts SET outcome = 'lost', finished_at = :now,"
+            f"UPDATE attempts SET outcome = {_ATTEMPT_LOST}, finished_at = :now,"
             " error = 'lease expired: the worker stopped'"
-            f" WHERE {d.in_list('delivery_id', 'ids')} AND outcome = 'running'"
+            f" WHERE {d.in_list('delivery_id', 'ids')} AND outcome = {_ATTEMPT_RUNNING}"
         ),
         lease=d.sql(
-            "UPDATE deliveries SET state = 'running', attempts = attempts + 1,"
+            f"UPDATE deliveries SET state = {_RUNNING}, attempts = attempts + 1,"
             " lease_owner = :owner, lease_until = :until, updated_at = :now"
             f" WHERE {d.in_list('id', 'ids')}"
             " RETURNING id, event_id, handler, attempts, result"
         ),
         start_attempt=d.sql(
             "INSERT INTO attempts (delivery_id, number, started_at, outcome)"
-            " VALUES (:delivery_id, :number, :now, 'running')"
+            f" VALUES (:delivery_id, :number, :now, {_ATTEMPT_RUNNING})"
         ),
         events=d.sql(
             "SELECT e.id, e.kind, e.task_id, e.clip_id, e.platform, e.clip, e.source,"
@@ -139,7 +158,7 @@ def _sql(d: SqlDialect) -> _Sql:
         event_results=d.sql(
             "SELECT d.event_id, d.handler, d.result"
             f" FROM {d.each('ids', 'k')}{d.then('deliveries', 'd', 'd.event_id = k.value')}"
-            f" WHERE {d_state} = 'succeeded'"
+            f" WHERE {d_state} = {_SUCCEEDED}"
         ),
         # The results of every event of the tasks these events belong to. (A task's events
         # come twice when two of them are claimed together: the caller keys the rows.) Not
@@ -150,7 +169,8 @@ def _sql(d: SqlDialect) -> _Sql:
             f" FROM {d.each('ids', 'k')}{d.then('events', 'c', 'c.id = k.value')}"
             f"{d.then('events', 'e', 'e.task_ref = c.task_ref')}"
             f"{d.then('deliveries', 'd', 'd.event_id = e.id')}"
-            f" WHERE {d_state} = 'succeeded' AND e.kind <> '{DEAD_KIND}' ORDER BY d.updated_at"
+            f" WHERE {d_state} = {_SUCCEEDED} AND e.kind <> {_literal(EventKind.DELIVERY_DEAD)}"
+            " ORDER BY d.updated_at"
         ),
         # Two minimums, one per state, each read from ix_deliveries_due alone. One query with
         # `state IN (...)` and a CASE is equivalent, but once SQLite has statistics it scans
@@ -175,7 +195,7 @@ def _sql(d: SqlDialect) -> _Sql:
         ),
         finish_attempt=d.sql(
             "UPDATE attempts SET outcome = :outcome, finished_at = :now, error = :error,"
-            " blame = :blame WHERE delivery_id = :id AND outcome = 'running'"
+            f" blame = :blame WHERE delivery_id = :id AND outcome = {_ATTEMPT_RUNNING}"
         ),
         open_of_events=d.sql(
             "SELECT d.event_id, d.state, d.stage"
@@ -185,7 +205,7 @@ def _sql(d: SqlDialect) -> _Sql:
         extend=d.sql("UPDATE deliveries SET lease_until = :until WHERE id = :id"),
         release=d.sql(
             "UPDATE deliveries SET lease_until = :until WHERE id = :id"
-            " AND lease_owner = :owner AND state = 'running'"
+            f" AND lease_owner = :owner AND state = {_RUNNING}"
         ),
         settled=d.sql(f"SELECT count(*) FROM deliveries WHERE event_id = :id AND state IN {_OPEN}"),
     )
@@ -371,7 +391,7 @@ async def _replay(tx: Tx, replays: list[Replay]) -> list[int]:
     counts = []
     now = time.time()
     for replay in replays:
-        where = ["state IN ('succeeded', 'dead')"]
+        where = [f"state IN {_FINISHED}"]
         params: dict[str, Any] = {"now": now}
         for column, value in (
             ("id", replay.delivery_id),
@@ -382,10 +402,10 @@ async def _replay(tx: Tx, replays: list[Replay]) -> list[int]:
                 where.append(f"{column} = :{column}")
                 params[column] = value
         if replay.dead_since is not None:
-            where.append("state = 'dead' AND updated_at >= :dead_since")
+            where.append(f"state = {_DEAD} AND updated_at >= :dead_since")
             params["dead_since"] = replay.dead_since
         statement = tx.dialect.sql(
-            "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = :now,"
+            f"UPDATE deliveries SET state = {_PENDING}, attempts = 0, next_attempt_at = :now,"
             " last_error = NULL, blame = NULL, updated_at = :now WHERE " + " AND ".join(where)
         )
         counts.append(await tx.db.run(statement, params))
