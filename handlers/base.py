@@ -32,6 +32,7 @@ __all__ = [
     "SpoolAccess",
     "SpooledFile",
     "config_secrets",
+    "secrets_of",
 ]
 
 HandlerResult = Mapping[str, Any]
@@ -171,3 +172,11 @@ def config_secrets(config: BaseModel | None) -> list[str]:
 
     walk(config)
     return [value for value in found if value]
+
+
+def secrets_of(handler: object) -> list[str]:
+    """Every secret value a handler holds: its own `secrets()`, else what its options show.
+    The relay's redactors (logs, dashboard, doctor) hide these."""
+    if isinstance(handler, HoldsSecrets):
+        return [value for value in handler.secrets() if value]
+    return config_secrets(getattr(handler, "config", None))

@@ -11,6 +11,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 
+from receiver.chat import routes as chat
 from receiver.config import Settings
 from receiver.dashboard import routes as admin
 from receiver.delivery.dispatch import Dispatcher
@@ -103,7 +104,14 @@ def create_app(settings: Settings, *, run_dispatcher: bool | None = None) -> Sta
             await services.aclose()
 
     app = Starlette(
-        routes=[*webhooks.routes, *api.routes, *health.routes, *metrics.routes, *admin.routes],
+        routes=[
+            *webhooks.routes,
+            *api.routes,
+            *chat.routes,
+            *health.routes,
+            *metrics.routes,
+            *admin.routes,
+        ],
         middleware=[Middleware(RequestLogMiddleware), admin.middleware(settings)],
         lifespan=lifespan,
         exception_handlers={

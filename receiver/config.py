@@ -12,6 +12,7 @@ import os
 import re
 import secrets
 import tempfile
+import tomllib
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -22,7 +23,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from receiver.errors import ConfigError
 from receiver.redact import MIN_SECRET_CHARS, url_passwords
 
-__all__ = ["LOG_LEVELS", "Settings", "is_public_https", "load_settings", "secret_key_path"]
+__all__ = [
+    "LOG_LEVELS",
+    "Settings",
+    "interpolate",
+    "is_public_https",
+    "load_settings",
+    "read_relay_toml",
+    "secret_key_path",
+]
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 """What `RELAY_LOG_LEVEL` takes (the stdlib's levels; any other word would crash start-up)."""
@@ -279,6 +288,19 @@ def _stored_secret_key(key_path: Path, *, create: bool = True) -> str | None:
             f"fix DATABASE_URL's directory, {unset}"
         ) from None
     return key
+
+
+def read_relay_toml(path: Path) -> tuple[str, dict[str, Any]]:
+    """The text and parsed tables of relay.toml: the handlers and the chat apps each read
+    their own tables from it, and both report a file they cannot use the same way."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"RELAY_CONFIG: cannot read {path}: {exc.strerror}") from None
+    try:
+        return text, tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

@@ -17,7 +17,7 @@ import structlog
 
 from receiver.redact import MASK, Redactor
 
-__all__ = ["configure_logging", "get_logger"]
+__all__ = ["configure_logging", "get_logger", "hide_also"]
 
 
 class _RedactProcessor:
@@ -27,6 +27,9 @@ class _RedactProcessor:
 
     def __init__(self, secret_values: Iterable[str]) -> None:
         self._redactor = Redactor(secret_values, MASK)
+
+    def hide_also(self, values: Iterable[str]) -> None:
+        self._redactor = self._redactor.with_values(values)
 
     def __call__(
         self, _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
@@ -93,6 +96,16 @@ def configure_logging(
     logging.getLogger("apprise").propagate = False
     # Our request log replaces uvicorn's access log (which would print callback tokens).
     logging.getLogger("uvicorn.access").disabled = True
+
+
+def hide_also(values: Iterable[str]) -> None:
+    """Redact `values` too from now on: secrets known only once relay.toml is read (the chat
+    apps'), after `configure_logging` ran with the environment's. In place, so cached loggers
+    and the stdlib formatter, which share the processor, hide them as well."""
+    values = list(values)
+    for processor in _PROCESSORS:
+        if isinstance(processor, _RedactProcessor) and values:
+            processor.hide_also(values)
 
 
 def get_logger(name: str = "aimusic_relay") -> structlog.stdlib.BoundLogger:

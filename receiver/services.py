@@ -7,11 +7,14 @@ from typing import Any
 
 import httpx
 
+from handlers.base import secrets_of
 from handlers.registry import HandlerRegistry
 from receiver import __version__
+from receiver.chat.config import ChatSettings, load_chat_settings
 from receiver.config import Settings
 from receiver.delivery.handler_set import HandlerSet, load_handler_set
 from receiver.delivery.spool import DownloadPolicy
+from receiver.logging import hide_also
 from receiver.metrics import Metrics
 from receiver.signing import CallbackTokens
 from receiver.store import Store, open_store
@@ -32,6 +35,17 @@ class Services:
     upstream: UpstreamClient
     metrics: Metrics = dataclasses.field(default_factory=Metrics.create)
     """This process's counters, on its own registry (two apps in one process stay apart)."""
+    chat: ChatSettings = dataclasses.field(default_factory=ChatSettings)
+    """The `[chat.*]` apps of relay.toml; both off without their tables."""
+
+    def secret_values(self) -> list[str]:
+        """The settings' secrets, the chat apps' and every handler's (these live in
+        relay.toml, not the environment): what every redactor of this process hides."""
+        return [
+            *self.settings.secret_values(),
+            *self.chat.secret_values(),
+            *_handler_secrets(self.handlers),
+        ]
 
     @property
     def download_policy(self) -> DownloadPolicy:
@@ -43,9 +57,16 @@ class Services:
         await self.store.close()
 
 
+def _handler_secrets(handlers: HandlerSet) -> list[str]:
+    return [value for configured in handlers for value in secrets_of(configured.handler)]
+
+
 def build_services(settings: Settings, *, registry: HandlerRegistry | None = None) -> Services:
     """Build everything; handler config errors surface here, before anything is opened."""
     handlers = load_handler_set(settings.config_path, registry or HandlerRegistry.with_plugins())
+    chat = load_chat_settings(settings.config_path)
+    # logging was set up from the environment alone: add what relay.toml holds
+    hide_also([*chat.secret_values(), *_handler_secrets(handlers)])
     headers: dict[str, Any] = {"User-Agent": f"aimusic-relay/{__version__}"}
     http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0), headers=headers)
     api_key = settings.aimusic_api_key.get_secret_value() if settings.aimusic_api_key else None
@@ -66,4 +87,5 @@ def build_services(settings: Settings, *, registry: HandlerRegistry | None = Non
             settings.aimusic_base_url, api_key, on_error=metrics.upstream_error
         ),
         metrics=metrics,
+        chat=chat,
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from handlers.base import Checkable, CheckStatus, HoldsSecrets, config_secrets
+from handlers.base import Checkable, CheckStatus, secrets_of
 from receiver.delivery.handler_set import ConfiguredHandler
 
 __all__ = ["Check", "Status", "check_handler", "handler_secrets"]
@@ -43,8 +43,5 @@ async def check_handler(configured: ConfiguredHandler) -> Check:
 
 
 def handler_secrets(configured: ConfiguredHandler) -> list[str]:
-    """Every secret value the handler holds: its own answer, else what its options show."""
-    handler = configured.handler
-    if isinstance(handler, HoldsSecrets):
-        return [value for value in handler.secrets() if value]
-    return config_secrets(getattr(handler, "config", None))
+    """Every secret value the handler holds (see `handlers.base.secrets_of`)."""
+    return secrets_of(configured.handler)

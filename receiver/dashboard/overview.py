@@ -2,9 +2,9 @@
 
 Built from the store's compact overview reads (`Queries.song_times`, `task_costs`,
 `delivery_counts`) and drawn by `receiver.dashboard.charts`. Credits are what the provider
-charges per task (../shared/upstream-api.md, the sandbox's `options.py`): producer create 10,
-sonic 15 (`concat_music` 2), lyrics 1; a failed task is refunded, so it costs 0. It is an
-estimate from the tasks the relay stored, not the provider's ledger.
+charges per task (`receiver.costs`: producer create 10, sonic 15, `concat_music` 2, lyrics 1);
+a failed task is refunded, so it costs 0. It is an estimate from the tasks the relay stored,
+not the provider's ledger.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from datetime import UTC, date, datetime, timedelta
 
 from markupsafe import Markup
 
+from receiver.costs import task_cost
 from receiver.dashboard.charts import Bar, Row, bar_chart, number, stacked_rows
-from receiver.states import DeliveryState, Family, TaskState
+from receiver.states import DeliveryState, TaskState
 from receiver.store.queries import Queries, TaskCost
 
 __all__ = [
@@ -39,20 +40,10 @@ OUTCOMES: tuple[DeliveryState, ...] = (
 )
 """Delivery states in the order their segments are drawn."""
 
-_PRODUCER_CREATE, _SONIC, _SONIC_CONCAT, _LYRICS = 10.0, 15.0, 2.0, 1.0
-
 
 def credits_for(family: str, task_type: str | None, state: str) -> float:
     """What one task costs upstream; failed tasks are refunded."""
-    if state == TaskState.FAILED:
-        return 0.0
-    if family == "lyrics" or task_type in ("lyrics", "lyrics-create", "lyrics_create"):
-        return _LYRICS
-    if family == Family.SONIC:
-        return _SONIC_CONCAT if task_type == "concat_music" else _SONIC
-    if family == Family.PRODUCER:
-        return _PRODUCER_CREATE
-    return 0.0  # nuro is retired; an unknown family is not priced
+    return 0.0 if state == TaskState.FAILED else task_cost(family, task_type)
 
 
 def _days(now: float) -> list[date]:

@@ -100,7 +100,7 @@ _env.globals["badge"] = lambda state: BADGES.get(str(state), "info")
 
 def redactor_for(services: Services, *extra: str) -> Redactor:
     """Hides the settings' secrets (and `extra` values) on one page."""
-    return Redactor([*services.settings.secret_values(), *extra])
+    return Redactor([*services.secret_values(), *extra])
 
 
 def render(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from difflib import get_close_matches
 from pathlib import Path
@@ -14,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from handlers.base import Handler
 from handlers.registry import HandlerRegistry
-from receiver.config import interpolate
+from receiver.config import interpolate, read_relay_toml
 from receiver.delivery.alerts import DEAD_KIND
 from receiver.errors import ConfigError
 from receiver.retry import Backoff
@@ -23,6 +22,8 @@ from receiver.states import EventKind
 __all__ = ["ConfiguredHandler", "HandlerSet", "HandlerSpec", "load_handler_set"]
 
 DEFAULT_EVENTS: list[EventKind] = [EventKind.COMPLETED, EventKind.FAILED, EventKind.TIMED_OUT]
+TOP_LEVEL_KEYS = frozenset({"handlers", "chat"})
+"""What relay.toml holds: `[[handlers]]` here, the `[chat.*]` tables in `receiver.chat`."""
 
 
 class HandlerSpec(BaseModel):
@@ -130,15 +131,8 @@ def load_handler_set(
     if path is None:
         entries: list[dict[str, Any]] = [{"name": "disk", "type": "disk", "path": "songs"}]
         return _build(entries, registry, "built-in default (no relay.toml)", "", env)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"RELAY_CONFIG: cannot read {path}: {exc.strerror}") from None
-    try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    unknown = sorted(set(document) - {"handlers"})
+    text, document = read_relay_toml(path)
+    unknown = sorted(set(document) - TOP_LEVEL_KEYS)
     if unknown:
         raise ConfigError(_unknown_top_level(path, text, unknown[0]))
     entries = document.get("handlers", [])
@@ -213,8 +207,12 @@ def _unknown_top_level(path: Path, text: str, key: str) -> str:
     lines = text.splitlines()
     line_no = next((n + 1 for n, line in enumerate(lines) if pattern.match(line)), None)
     where = f"{path}:{line_no}" if line_no else str(path)
-    hint = " (did you mean [[handlers]]?)" if get_close_matches(key, ["handlers"]) else ""
-    return f"{where}: unknown top-level key {key!r}{hint}; relay.toml holds only [[handlers]]"
+    close = get_close_matches(key, sorted(TOP_LEVEL_KEYS))
+    hint = {"handlers": " (did you mean [[handlers]]?)", "chat": " (did you mean [chat.*]?)"}
+    return (
+        f"{where}: unknown top-level key {key!r}{hint[close[0]] if close else ''}; "
+        "relay.toml holds only [[handlers]] and [chat.slack] / [chat.discord]"
+    )
 
 
 def _where(source: str, text: str, index: int, key: str) -> str:

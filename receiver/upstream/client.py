@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 from pydantic import ValidationError
 
+from receiver import costs
 from receiver.errors import (
     OutcomeUnknown,
     TaskGone,
@@ -51,8 +52,6 @@ NURO_RETIRED = (
     "and background music with producer (`--family producer`)"
 )
 """Why every nuro call fails; the client raises it as `TaskGone` without sending anything."""
-
-_PRODUCER_COST, _SONIC_COST, _CONCAT_COST, _LYRICS_COST = 10.0, 15.0, 2.0, 1.0
 
 
 class UpstreamClient(Transport):
@@ -95,7 +94,7 @@ class UpstreamClient(Transport):
                 "(it answers 410 Gone): send a fresh create_music task instead",
                 status=410,
             )
-        call = Call("producer create", creates=True, cost=_PRODUCER_COST)
+        call = Call("producer create", creates=True, cost=costs.PRODUCER_CREATE)
         return await self._create("/api/v1/producer/create", params, call)
 
     async def producer_task(self, task_id: str) -> TaskAnswer:
@@ -105,7 +104,8 @@ class UpstreamClient(Transport):
 
     async def create_sonic(self, params: Mapping[str, Any]) -> CreateAnswer:
         """Create a sonic task (2 songs; 15 credits, concat 2); sent once, never retried."""
-        cost = _CONCAT_COST if params.get("task_type") == "concat_music" else _SONIC_COST
+        sonic_type = params.get("task_type")
+        cost = costs.SONIC_CONCAT if sonic_type == "concat_music" else costs.SONIC_CREATE
         call = Call("sonic create", creates=True, cost=cost)
         return await self._create("/api/v1/sonic/create", params, call)
 
@@ -133,7 +133,7 @@ class UpstreamClient(Transport):
         The docs do not show this body or its result: `{"prompt"}` in and a task id out,
         polled with `lyrics_task`, is the sandbox's choice where the docs are silent.
         """
-        call = Call("lyrics create", creates=True, cost=_LYRICS_COST)
+        call = Call("lyrics create", creates=True, cost=costs.LYRICS)
         return await self._create("/api/v1/producer/lyrics-create", params, call)
 
     async def lyrics_task(self, task_id: str) -> LyricsTaskAnswer:

@@ -1,0 +1,64 @@
+"""Is this request really from Slack, or from Discord? Checked on the raw body before anything
+is parsed, so an unsigned request can do nothing but read a 401.
+
+Both checks are the platforms' own libraries (slack-sdk's verifier, PyNaCl's Ed25519), not a
+copy of them: Slack's `v0` HMAC with its ±5 minute window, Discord's signature over the
+timestamp and the body (Discord itself sends badly signed requests to test this).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
+from slack_sdk.signature import SignatureVerifier
+
+from receiver.errors import SignatureError
+
+__all__ = ["verify_discord", "verify_slack"]
+
+SLACK_SIGNATURE = "x-slack-signature"
+SLACK_TIMESTAMP = "x-slack-request-timestamp"
+DISCORD_SIGNATURE = "x-signature-ed25519"
+DISCORD_TIMESTAMP = "x-signature-timestamp"
+
+
+def verify_slack(signing_secret: str, headers: Mapping[str, str], body: bytes) -> None:
+    """Raise `SignatureError` unless the app's signing secret signed `body` within 5 minutes."""
+    signature, timestamp = headers.get(SLACK_SIGNATURE), headers.get(SLACK_TIMESTAMP)
+    if not signature or not timestamp:
+        raise SignatureError(
+            "missing",
+            "send X-Slack-Signature and X-Slack-Request-Timestamp (Slack signs every "
+            "request with the app's signing secret)",
+        )
+    try:
+        valid = SignatureVerifier(signing_secret).is_valid(body, timestamp, signature)
+    except (ValueError, UnicodeDecodeError):  # a timestamp that is not a number, a body not text
+        valid = False
+    if not valid:
+        raise SignatureError(
+            "mismatch",
+            "X-Slack-Signature does not match the signing secret, or "
+            "X-Slack-Request-Timestamp is more than 5 minutes away",
+        )
+
+
+def verify_discord(public_key: str, headers: Mapping[str, str], body: bytes) -> None:
+    """Raise `SignatureError` unless the application's key signed timestamp + `body`."""
+    signature, timestamp = headers.get(DISCORD_SIGNATURE), headers.get(DISCORD_TIMESTAMP)
+    if not signature or not timestamp:
+        raise SignatureError(
+            "missing",
+            "send X-Signature-Ed25519 and X-Signature-Timestamp (Discord signs every "
+            "interaction with the application's key)",
+        )
+    try:
+        VerifyKey(bytes.fromhex(public_key)).verify(
+            timestamp.encode() + body, bytes.fromhex(signature)
+        )
+    except (BadSignatureError, ValueError, TypeError):  # wrong, not hex, or not 64 bytes long
+        raise SignatureError(
+            "mismatch", "X-Signature-Ed25519 is not the application's signature of this request"
+        ) from None
