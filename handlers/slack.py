@@ -89,6 +89,11 @@ class SlackHandler:
         channel: str | None = None
         api_base_url: str | None = None
         """Web API base instead of https://slack.com/api/: for tests, or a proxy in front of it."""
+        channel_label: str | None = None
+        """Take the channel from this task label when the event has it (a task asked for from a
+        chat channel answers there); `channel` is the fallback."""
+        requester_label: str | None = None
+        """The task label holding the Slack user id who asked; the messages name them."""
         on_done: Literal["reply", "update"] = "reply"
         lyrics_lines: int = Field(default=4, ge=0, le=50)
         mention: str | None = None
@@ -101,13 +106,14 @@ class SlackHandler:
             hook = self.webhook_url.get_secret_value() if self.webhook_url else None
             if hook is not None and self.token is not None:
                 raise _invalid("token", "set webhook_url or token (with channel), not both")
-            if hook is not None and self.channel is not None:
-                raise _invalid("channel", "an incoming webhook posts to its own channel")
+            for key in ("channel", "channel_label"):
+                if hook is not None and getattr(self, key) is not None:
+                    raise _invalid(key, "an incoming webhook posts to its own channel")
             if hook is None and self.token is None:
                 key = "token" if self.channel else "webhook_url"
                 raise _invalid(key, "set webhook_url, or token and channel for a bot")
-            if self.token is not None and not self.channel:
-                raise _invalid("channel", "channel is required with token")
+            if self.token is not None and not self.channel and not self.channel_label:
+                raise _invalid("channel", "channel (or channel_label) is required with token")
             for key, url in (("webhook_url", hook), ("api_base_url", self.api_base_url)):
                 if url is not None and not is_web(url):
                     raise _invalid(key, "must be an http(s) URL")
@@ -128,6 +134,7 @@ class SlackHandler:
             lyrics_lines=self.config.lyrics_lines,
             task_url=ctx.task_url,
             results=ctx.results,
+            requester=event.labels.get(self.config.requester_label or "") or None,
         )
         if message is None:
             return None
@@ -169,7 +176,7 @@ class SlackHandler:
         else:
             channel = thread = None
         extra = {
-            "channel": channel or self.config.channel,
+            "channel": channel or self._channel(event),
             "thread_ts": thread,
             "username": self.config.username,
             "icon_emoji": self.config.icon_emoji,
@@ -180,6 +187,18 @@ class SlackHandler:
         permalink = await self._permalink(posted["channel"], posted["ts"], ctx)
         result.update(thread_ts=thread, **posted, permalink=permalink)
         return _clean(result)
+
+    def _channel(self, event: Event) -> str:
+        """The task's own channel (from `channel_label`), else the configured one."""
+        label = self.config.channel_label
+        found = (event.labels.get(label) if label else None) or self.config.channel
+        if not found:
+            raise HandlerError(
+                f"slack: the task has no {label!r} label and no channel is configured",
+                retryable=False,
+                blame="destination",
+            )
+        return found
 
     async def _permalink(self, channel: Any, ts: Any, ctx: HandlerContext) -> str | None:
         """The posted message's link, for the dashboard's "where each copy landed". Best effort:
@@ -264,10 +283,13 @@ class SlackHandler:
                 "check the network (and api_base_url, if set)",
             )
         team, user = answer.get("team", "?"), answer.get("user", "?")
+        where_to = (
+            self.config.channel
+            or f"the channel each task's {self.config.channel_label!r} label names"
+        )
         return HandlerCheck(
             "ok",
-            f"bot token accepted (auth.test: team {team}, bot {user}); posts to "
-            f"{self.config.channel}",
+            f"bot token accepted (auth.test: team {team}, bot {user}); posts to {where_to}",
             "invite the bot to that channel if it is not there yet",
         )
 

@@ -32,6 +32,8 @@ __all__ = [
 
 _BROADCAST = re.compile(r"@(?=(?:channel|here|everyone)\b)", re.IGNORECASE)
 _SECTION_MARKER = re.compile(r"\[[^\]]*\]")
+_USER_ID = re.compile(r"[UW][A-Z0-9]{1,30}")
+"""A Slack user id (`U…`, or `W…` on Enterprise Grid): the only thing we turn into a mention."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -55,18 +57,22 @@ def render(
     lyrics_lines: int = 4,
     task_url: str | None = None,
     results: Mapping[str, HandlerResult] | None = None,
+    requester: str | None = None,
 ) -> Message | None:
     """The message for `event`, or None for a kind Slack is not told about.
 
     `mention` (Slack syntax, written by the operator) leads alerts and songs; `results` are
-    the event's other handlers' results, whose `url`s are linked as stored copies.
+    the event's other handlers' results, whose `url`s are linked as stored copies;
+    `requester` is the Slack user id who asked for the song (from chat), named in each message.
     """
     raw = str(event.clip.get("title") or event.prompt or "untitled")
     name = fit(escape(" ".join(raw.split())), 140)
     mention = f"{mention.strip()} " if mention else ""
     dashboard = link(task_url, "dashboard")
+    who = f"<@{requester}>" if requester and _USER_ID.fullmatch(requester) else None
+    by = f" — requested by {who}" if who else ""
     if event.kind == EventKind.SUBMITTED:
-        return Message(f"🎵 Generating “{name}”…", [])
+        return Message(f"🎵 Generating “{name}”{by}" if by else f"🎵 Generating “{name}”…", [])
     if event.kind == EventKind.STREAMING:
         listen = link(event.audio_url, "listen while it finishes")
         return Message(" ".join(filter(None, [f"▶ “{name}” is streaming", listen])), [])
@@ -75,14 +81,16 @@ def render(
         reason = event.error or event.clip.get("error_message") or event.clip.get("error")
         reason = escape(str(reason or ("no result in time" if timed_out else "unknown")))
         headline = f"⏱ {name} timed out" if timed_out else f"⚠️ {name} failed"
-        blocks = [_header(headline), _section(f"{mention}*Reason:* {fit(reason, 2000)}")]
+        asked = f"\n*Requested by:* {who}" if who else ""
+        details = f"{mention}*Reason:* {fit(reason, 2000)}{asked}"
+        blocks = [_header(headline), _section(details)]
         blocks += [_section(dashboard)] if dashboard else []
-        return Message(fit(f"{mention}{headline}: {reason}", 3000), blocks)
+        return Message(fit(f"{mention}{headline}{by}: {reason}", 3000), blocks)
     if event.kind == DEAD_KIND:
         return dead(DeadNotice.of(event), mention)
     if event.kind != EventKind.COMPLETED:
         return None
-    return _song(event, name, mention, lyrics_lines, dashboard, results or {})
+    return _song(event, name, mention, lyrics_lines, dashboard, results or {}, who)
 
 
 def _song(
@@ -92,10 +100,13 @@ def _song(
     lyrics_lines: int,
     dashboard: str | None,
     results: Mapping[str, HandlerResult],
+    who: str | None,
 ) -> Message:
     """A finished song: title, duration and style beside the cover, lyrics, then links."""
     clip = event.clip
     facts = [mention.strip()] if mention else []
+    if who:
+        facts.append(f"*Requested by:* {who}")
     if (length := duration(clip.get("duration"))) is not None:
         facts.append(f"*Duration:* {length}")
     if style := " ".join(str(clip.get("tags") or clip.get("sound") or "").split()):
@@ -113,7 +124,8 @@ def _song(
         links.append(link(url, f"stored copy ({escape(handler)})" if stored[1:] else "stored copy"))
     if shown := " · ".join(item for item in [*links, dashboard] if item):
         blocks.append(_section(shown))
-    return Message(fit(f"{mention}🎵 “{name}” is ready", 3000), blocks)
+    by = f" — requested by {who}" if who else ""
+    return Message(fit(f"{mention}🎵 “{name}” is ready{by}", 3000), blocks)
 
 
 def lyrics_quote(lyrics: str, lines: int) -> str:

@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 
 from receiver.chat import routes as chat
+from receiver.chat.jobs import ChatJobs
 from receiver.config import Settings
 from receiver.dashboard import routes as admin
 from receiver.delivery.dispatch import Dispatcher
@@ -82,6 +83,7 @@ def create_app(settings: Settings, *, run_dispatcher: bool | None = None) -> Sta
     """
     services = build_services(settings)
     in_process = settings.is_sqlite if run_dispatcher is None else run_dispatcher
+    jobs = ChatJobs()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -101,6 +103,7 @@ def create_app(settings: Settings, *, run_dispatcher: bool | None = None) -> Sta
             else:
                 yield
         finally:
+            await jobs.aclose()  # submissions from chat still in flight
             await services.aclose()
 
     app = Starlette(
@@ -120,6 +123,7 @@ def create_app(settings: Settings, *, run_dispatcher: bool | None = None) -> Sta
         },
     )
     app.state.services = services
+    app.state.chat_jobs = jobs
     return app
 
 

@@ -12,7 +12,7 @@ from handlers.registry import HandlerRegistry
 from receiver import __version__
 from receiver.chat.config import ChatSettings, load_chat_settings
 from receiver.config import Settings
-from receiver.delivery.handler_set import HandlerSet, load_handler_set
+from receiver.delivery.handler_set import HandlerSet, add_handlers, load_handler_set
 from receiver.delivery.spool import DownloadPolicy
 from receiver.logging import hide_also
 from receiver.metrics import Metrics
@@ -20,7 +20,19 @@ from receiver.signing import CallbackTokens
 from receiver.store import Store, open_store
 from receiver.upstream.client import UpstreamClient
 
-__all__ = ["Services", "build_services"]
+__all__ = [
+    "CHAT_CHANNEL_LABEL",
+    "CHAT_LABEL",
+    "CHAT_SLACK_HANDLER",
+    "CHAT_USER_LABEL",
+    "Services",
+    "build_services",
+]
+
+CHAT_SLACK_HANDLER = "chat-slack"
+"""The handler `[chat.slack]` adds: it answers in the channel (and thread) a song came from."""
+CHAT_LABEL, CHAT_CHANNEL_LABEL, CHAT_USER_LABEL = "chat", "chat.channel", "chat.user"
+"""The labels a chat task carries: which app, and the channel and user that asked."""
 
 
 @dataclasses.dataclass(slots=True)
@@ -61,10 +73,36 @@ def _handler_secrets(handlers: HandlerSet) -> list[str]:
     return [value for configured in handlers for value in secrets_of(configured.handler)]
 
 
+def _chat_handlers(chat: ChatSettings) -> list[dict[str, Any]]:
+    """The handler entries the chat apps add. A chat reply is an ordinary delivery, so
+    retries, dead letters, replay and the dashboard work for it; the labels filter keeps
+    every other task out of chat."""
+    if chat.slack is None:
+        return []
+    entry: dict[str, Any] = {
+        "name": CHAT_SLACK_HANDLER,
+        "type": "slack",
+        "token": chat.slack.token.get_secret_value(),
+        "channel_label": CHAT_CHANNEL_LABEL,
+        "requester_label": CHAT_USER_LABEL,
+        "events": ["task.submitted", "song.completed", "song.failed", "task.timed_out"],
+        "labels": {CHAT_LABEL: "slack"},
+    }
+    if chat.slack.api_base_url is not None:
+        entry["api_base_url"] = chat.slack.api_base_url + "/"
+    return [entry]
+
+
 def build_services(settings: Settings, *, registry: HandlerRegistry | None = None) -> Services:
     """Build everything; handler config errors surface here, before anything is opened."""
-    handlers = load_handler_set(settings.config_path, registry or HandlerRegistry.with_plugins())
+    registry = registry or HandlerRegistry.with_plugins()
     chat = load_chat_settings(settings.config_path)
+    handlers = add_handlers(
+        load_handler_set(settings.config_path, registry),
+        _chat_handlers(chat),
+        registry,
+        "[chat.slack] (its replies in Slack)",
+    )
     # logging was set up from the environment alone: add what relay.toml holds
     hide_also([*chat.secret_values(), *_handler_secrets(handlers)])
     headers: dict[str, Any] = {"User-Agent": f"aimusic-relay/{__version__}"}

@@ -114,14 +114,17 @@ async def _announce(
     )
 
 
-async def submit(services: Services, request: SubmitRequest) -> TaskRow:
-    """Create the task upstream and return the stored task (state `submitted` or `unknown`)."""
+async def submit(services: Services, request: SubmitRequest, *, ref: str | None = None) -> TaskRow:
+    """Create the task upstream and return the stored task (state `submitted` or `unknown`).
+
+    `ref` is the relay's id for the task, when the caller must know it before the task is
+    stored (a chat answer counts the spend of a submission still in flight); else a new one."""
     if request.handlers is not None:
         unknown = [name for name in request.handlers if services.handlers.get(name) is None]
         if unknown:
             known = ", ".join(h.name for h in services.handlers)
             raise SubmitRefused(f"unknown handler(s) {', '.join(unknown)}; configured: {known}")
-    ref = uuid.uuid4().hex
+    ref = ref or uuid.uuid4().hex
     params = dict(request.params)
     params.setdefault("task_type", "create_music")
     if request.family == Family.SONIC:

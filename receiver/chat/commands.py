@@ -215,8 +215,9 @@ def _credits(amount: float) -> str:
 
 
 def not_yet_text(command: str = "/song") -> str:
-    """The answer to everything but help in this version: honest, and nothing was spent."""
+    """The answer to what this version does not do yet (`status`, `lyrics`, Discord songs):
+    honest, and nothing was spent. `help` lists what the app offers."""
     return (
-        f"that part of {command} is not switched on yet in this relay version: only "
-        f"`{command} help` answers for now. Nothing was submitted and no credits were used."
+        f"that part of {command} is not switched on yet in this relay version "
+        f"(`{command} help` shows the forms). Nothing was submitted and no credits were used."
     )

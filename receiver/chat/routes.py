@@ -2,8 +2,8 @@
 interactions.
 
 Every request is refused unless its platform signed it (401, nothing else happens); an app
-whose `[chat.*]` table is absent answers 404 saying how to switch it on. In this version a
-verified request gets help, a PONG or an acknowledgement: nothing is submitted or stored.
+whose `[chat.*]` table is absent answers 404 saying how to switch it on. A Slack command is
+answered by `receiver.chat.slack_command` (help, credits, songs); Discord gets help or a PONG.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from receiver.chat.commands import Help, not_yet_text, parse, usage
+from receiver.chat.commands import not_yet_text, usage
+from receiver.chat.slack_command import answer
 from receiver.chat.verify import verify_discord, verify_slack
 from receiver.errors import SignatureError
 from receiver.http.responses import BodyTooLarge, error, read_body
@@ -44,7 +45,7 @@ Verify = Callable[[Mapping[str, str], bytes], None]
 
 
 async def slack_commands(request: Request) -> Response:
-    """A slash command (form-encoded): help now, the rest in a later version."""
+    """A slash command (form-encoded), answered ephemerally within Slack's 3 s."""
     services: Services = request.app.state.services
     slack = services.chat.slack
     if slack is None:
@@ -54,11 +55,10 @@ async def slack_commands(request: Request) -> Response:
     if isinstance(body, Response):
         return body
     form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
-    text = form.get("text", [""])[0].strip()
+    fields = {key: values[0] for key, values in form.items()}
     # Slack escapes &, < and > in the text it sends; the parser reads what the person typed
-    asked_help = isinstance(parse(html.unescape(text), slack.command), Help)
-    log.info("chat command", app="slack", answer="help" if asked_help else "not_yet")
-    reply = usage(slack.command) if asked_help else not_yet_text(slack.command)
+    text = html.unescape(fields.get("text", "").strip())
+    reply = await answer(services, slack, request.app.state.chat_jobs, fields, text)
     return JSONResponse({"response_type": "ephemeral", "text": reply})
 
 

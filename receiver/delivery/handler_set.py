@@ -19,7 +19,7 @@ from receiver.errors import ConfigError
 from receiver.retry import Backoff
 from receiver.states import EventKind
 
-__all__ = ["ConfiguredHandler", "HandlerSet", "HandlerSpec", "load_handler_set"]
+__all__ = ["ConfiguredHandler", "HandlerSet", "HandlerSpec", "add_handlers", "load_handler_set"]
 
 DEFAULT_EVENTS: list[EventKind] = [EventKind.COMPLETED, EventKind.FAILED, EventKind.TIMED_OUT]
 TOP_LEVEL_KEYS = frozenset({"handlers", "chat"})
@@ -139,6 +139,22 @@ def load_handler_set(
     if not isinstance(entries, list) or not entries:
         raise ConfigError(f"{path}: no [[handlers]] entries; add at least one")
     return _build(entries, registry, str(path), text, env)
+
+
+def add_handlers(
+    handlers: HandlerSet, entries: list[dict[str, Any]], registry: HandlerRegistry, owner: str
+) -> HandlerSet:
+    """`handlers` and, after them, entries the relay adds itself (a chat app's replies), built
+    like the file's. `owner` says who adds them, so a file entry with a reserved name is told
+    what reserves it instead of failing as a plain duplicate."""
+    for entry in entries:
+        if handlers.get(entry["name"]) is not None:
+            raise ConfigError(
+                f"{handlers.source}: handler name {entry['name']!r} is reserved for {owner}; "
+                "give that [[handlers]] entry another name"
+            )
+    added = _build(entries, registry, owner, "", {})
+    return HandlerSet(handlers=handlers.handlers + added.handlers, source=handlers.source)
 
 
 def _build(

@@ -13,8 +13,10 @@ import pytest
 
 from handlers.registry import HandlerRegistry
 from receiver.chat import ChatSettings, load_chat_settings
+from receiver.config import Settings
 from receiver.delivery.handler_set import load_handler_set
 from receiver.errors import ConfigError
+from receiver.services import build_services
 from tests.conftest import REPO
 
 HANDLER = '[[handlers]]\nname = "disk"\ntype = "disk"\n\n'
@@ -182,3 +184,21 @@ def test_logs_hide_chat_and_handler_secrets_once_services_are_built(tmp_path: Pa
     assert ["*** and *** and *** and ***", "stdlib quoted ***"] == [
         line.get("note", line["event"]) for line in lines
     ]
+
+
+def test_a_handler_may_not_take_the_name_the_slack_app_reserves(tmp_path: Path) -> None:
+    """`[chat.slack]` adds its own `chat-slack` handler; a file entry of that name is refused
+    with an error saying what reserves it."""
+    path = tmp_path / "relay.toml"
+    path.write_text('[[handlers]]\nname = "chat-slack"\ntype = "disk"\n\n' + SLACK)
+    settings = Settings(
+        relay_secret_key="k" * 16,
+        database_url=f"sqlite:///{tmp_path / 'relay.db'}",
+        relay_config=str(path),
+    )
+    with pytest.raises(ConfigError) as caught:
+        build_services(settings)
+    assert (
+        f"{path}: handler name 'chat-slack' is reserved for [chat.slack] (its replies in "
+        "Slack); give that [[handlers]] entry another name"
+    ) == str(caught.value)

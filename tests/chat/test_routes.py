@@ -1,5 +1,5 @@
-"""The chat endpoints on a real relay: only a request its platform signed gets an answer, and
-in this version that answer is help, a PONG or an acknowledgement, never a task."""
+"""The chat endpoints on a real relay: only a request its platform signed gets an answer (help,
+a PONG, an acknowledgement); the song flow itself is in test_slack_flow."""
 
 from __future__ import annotations
 
@@ -150,9 +150,13 @@ def test_slack_help_answers_the_usage_ephemerally(chat_relay: Relay, text: str) 
     assert "lyrics <idea>" in answer.json()["text"]
 
 
-def test_slack_other_commands_are_not_switched_on_and_submit_nothing(chat_relay: Relay) -> None:
-    """`/song <prompt>` says plainly it is not in this version; no task is created."""
-    answer = slack_post(chat_relay, slash("upbeat synthwave about coffee"))
+@pytest.mark.parametrize("text", ["status", "lyrics a lullaby for a sleepy cat"])
+def test_slack_status_and_lyrics_are_not_switched_on_and_submit_nothing(
+    chat_relay: Relay, text: str
+) -> None:
+    """`/song status` and `/song lyrics …` say plainly they are not in this version; no task
+    is created (songs are: see test_slack_flow)."""
+    answer = slack_post(chat_relay, slash(text))
     assert 200 == answer.status_code
     assert {"response_type": "ephemeral", "text": not_yet_text("/song")} == answer.json()
     assert 0 == chat_relay.count("tasks")

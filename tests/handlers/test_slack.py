@@ -420,6 +420,34 @@ async def test_edit_of_a_deleted_message_posts_anew(
     assert "1700000000" == result["ts"].split(".")[0]
 
 
+async def test_bot_posts_in_the_labelled_channel_and_names_the_requester(
+    catcher: SlackCatcher, url: str, make_ctx: MakeContext
+) -> None:
+    """With `channel_label`, a task's own channel label wins over `channel`; an event
+    without it goes to `channel`; the `requester_label` user is named in the message."""
+    handler = bot(url, channel_label="chat.channel", requester_label="chat.user")
+    labelled = dataclasses.replace(
+        make_event("task.submitted"), labels={"chat.channel": "C0ASKED", "chat.user": "U7"}
+    )
+    await handler.handle(labelled, make_ctx())
+    await handler.handle(make_event("task.submitted"), make_ctx())
+    first, second = catcher.sent("chat.postMessage")
+    assert ("C0ASKED", "🎵 Generating “Night Drive” — requested by <@U7>") == (
+        first.body["channel"],
+        first.body["text"],
+    )
+    assert ("#music", "🎵 Generating “Night Drive”…") == (
+        second.body["channel"],
+        second.body["text"],
+    )
+
+
+def test_a_channel_label_stands_in_for_the_channel() -> None:
+    """A bot with `channel_label` needs no fixed `channel`."""
+    config = SlackHandler.Config(token="xoxb-1", channel_label="chat.channel")
+    assert (None, "chat.channel") == (config.channel, config.channel_label)
+
+
 @pytest.mark.parametrize(
     ("options", "key"),
     [
@@ -428,6 +456,10 @@ async def test_edit_of_a_deleted_message_posts_anew(
         ({"token": "xoxb-1"}, "channel"),
         ({"channel": "#music"}, "token"),
         ({"webhook_url": "https://hooks.example/x", "channel": "#music"}, "channel"),
+        (
+            {"webhook_url": "https://hooks.example/x", "channel_label": "chat.channel"},
+            "channel_label",
+        ),
         ({"webhook_url": "hooks.example/x"}, "webhook_url"),
         ({"webhook_url": "https://hooks.example/x", "mention": "@here"}, "mention"),
         ({"webhook_url": "https://hooks.example/x", "colour": "red"}, "colour"),

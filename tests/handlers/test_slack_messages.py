@@ -173,3 +173,19 @@ def test_without_images_drops_covers_and_payload_omits_empty_blocks() -> None:
     ]
     assert [{"type": "section", "text": "x"}] == without_images(blocks)
     assert {"text": "hi", "blocks": None} == payload("hi", [])
+
+
+def test_the_requester_is_named_in_every_message_and_only_a_user_id_pings() -> None:
+    """A chat task's requester is mentioned in the placeholder, the song and the failure;
+    anything that is not a Slack user id is left out rather than turned into markup."""
+    submitted = render(song("task.submitted"), requester="U1")
+    assert submitted == Message("🎵 Generating “Night Drive” — requested by <@U1>", [])
+    ready = render(song(), requester="U1")
+    assert ready is not None
+    assert ready.text == "🎵 “Night Drive” is ready — requested by <@U1>"
+    assert "*Requested by:* <@U1>" in ready.blocks[1]["text"]["text"]
+    failed = render(song("song.failed", error="boom"), requester="U1")
+    assert failed is not None
+    assert failed.text == "⚠️ Night Drive failed — requested by <@U1>: boom"
+    assert "*Requested by:* <@U1>" in failed.blocks[1]["text"]["text"]
+    assert render(song("task.submitted"), requester="<!channel>") == render(song("task.submitted"))
