@@ -9,7 +9,6 @@ whole handler there.
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Iterable
 from typing import Any, ClassVar, Literal
@@ -24,14 +23,12 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from handlers._text import NOT_SENT, is_web
 from handlers.base import HandlerCheck, HandlerContext, HandlerError, config_secrets
+from handlers.slack_auth import check_bot_token, sdk_logger, web_client
 from handlers.slack_messages import Message, escape, payload, render, without_images
 from receiver.delivery.alerts import DEAD_KIND
 from receiver.models import Event
 
 __all__ = ["SlackHandler", "escape"]
-
-CHECK_TIMEOUT_S = 10
-"""How long doctor's `auth.test` may take."""
 
 _MENTION = re.compile(r"(?:<[!@#][^<>\s]+>\s*)+")
 _HOOK_PATH = re.compile(r"^/services/T[A-Z0-9]+/B[A-Z0-9]+/[A-Za-z0-9]+$")
@@ -266,30 +263,17 @@ class SlackHandler:
         URL's form only, since the one real test (a post) would notify the channel."""
         if self.config.webhook_url is not None:
             return _check_hook(self.config.webhook_url.get_secret_value())
-        where = urlsplit(self.config.api_base_url or AsyncWebClient.BASE_URL).hostname
-        try:
-            answer = await self._web_client(CHECK_TIMEOUT_S).auth_test()
-        except SlackApiError as exc:
-            code = exc.response.get("error", "error") if exc.response is not None else "error"
-            return HandlerCheck(
-                "fail",
-                f"Slack ({where}) refused the bot token: {code}",
-                "use the Bot User OAuth Token (xoxb-…) of an installed app",
-            )
-        except Exception as exc:
-            return HandlerCheck(
-                "fail",
-                f"cannot reach Slack at {where}: {type(exc).__name__}",
-                "check the network (and api_base_url, if set)",
-            )
-        team, user = answer.get("team", "?"), answer.get("user", "?")
+        token = self.config.token.get_secret_value() if self.config.token else ""
+        found = await check_bot_token(token, self.config.api_base_url)
+        if found.status != "ok":
+            return found
         where_to = (
             self.config.channel
             or f"the channel each task's {self.config.channel_label!r} label names"
         )
         return HandlerCheck(
             "ok",
-            f"bot token accepted (auth.test: team {team}, bot {user}); posts to {where_to}",
+            f"{found.detail}; posts to {where_to}",
             "invite the bot to that channel if it is not there yet",
         )
 
@@ -305,25 +289,14 @@ class SlackHandler:
                 self._client = AsyncWebhookClient(
                     url,
                     timeout=self.config.request_timeout_s,
-                    logger=_sdk_logger(),
+                    logger=sdk_logger(),
                     retry_handlers=[],  # the dispatcher retries, with backoff and Retry-After
                 )
             else:
-                self._client = self._web_client(self.config.request_timeout_s)
+                token = self.config.token.get_secret_value() if self.config.token else None
+                timeout = self.config.request_timeout_s
+                self._client = web_client(token, self.config.api_base_url, timeout)
         return self._client
-
-    def _web_client(self, timeout: int) -> AsyncWebClient:
-        """A Web API client without retry handlers: the dispatcher retries, with backoff."""
-        token = self.config.token.get_secret_value() if self.config.token else None
-        base = self.config.api_base_url or AsyncWebClient.BASE_URL
-        return AsyncWebClient(token, base, timeout=timeout, logger=_sdk_logger(), retry_handlers=[])
-
-
-def _sdk_logger() -> logging.Logger:
-    """slack-sdk's logger, held at WARNING: its debug lines quote the webhook URL and token."""
-    logger = logging.getLogger("handlers.slack.sdk")
-    logger.setLevel(logging.WARNING)
-    return logger
 
 
 def _check_hook(url: str) -> HandlerCheck:

@@ -14,6 +14,8 @@ import os
 from collections.abc import Callable
 
 from handlers.registry import HandlerRegistry
+from receiver.chat.checks import check_discord, check_slack
+from receiver.chat.config import ChatSettings, load_chat_settings
 from receiver.cli.doctor_checks import Check, check_handler, handler_secrets
 from receiver.cli.doctor_relay import (
     public_url_check,
@@ -22,7 +24,7 @@ from receiver.cli.doctor_relay import (
     store_check,
     upstream_check,
 )
-from receiver.config import load_settings
+from receiver.config import Settings, load_settings
 from receiver.delivery.handler_set import HandlerSet, load_handler_set
 from receiver.errors import ConfigError
 from receiver.redact import MASK, Redactor, url_passwords
@@ -58,11 +60,33 @@ async def run_doctor(progress: Callable[[str], None] | None = None) -> list[Chec
     for configured in handler_set or ():
         tell(f"handler {configured.name}")
         checks.append(await check_handler(configured))
-    secrets = [*settings.secret_values(), *_environment_secrets()]
+    chat = await _chat_checks(settings, checks, tell)
+    secrets = [*settings.secret_values(), *chat.secret_values(), *_environment_secrets()]
     for configured in handler_set or ():
         secrets.extend(handler_secrets(configured))
     redactor = Redactor(secrets, MASK)
     return [_redacted(check, redactor) for check in checks]
+
+
+async def _chat_checks(
+    settings: Settings, checks: list[Check], tell: Callable[[str], None]
+) -> ChatSettings:
+    """Append a line per configured chat app (or one failed `chat` line for a broken table)
+    and return the apps, whose secrets the report must hide."""
+    try:
+        chat = load_chat_settings(settings.config_path)
+    except ConfigError as exc:
+        checks.append(Check("chat", "fail", str(exc), "fix relay.toml at the line named"))
+        return ChatSettings()
+    if chat.slack is not None:
+        tell("chat slack")
+        found = await check_slack(chat.slack, settings.public_url)
+        checks.append(Check("chat slack", found.status, found.detail, found.advice))
+    if chat.discord is not None:
+        tell("chat discord")
+        found = await check_discord(chat.discord, settings.public_url)
+        checks.append(Check("chat discord", found.status, found.detail, found.advice))
+    return chat
 
 
 def _redacted(check: Check, redactor: Redactor) -> Check:
