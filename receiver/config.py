@@ -26,6 +26,7 @@ from receiver.redact import MIN_SECRET_CHARS, url_passwords
 __all__ = [
     "LOG_LEVELS",
     "Settings",
+    "http_url",
     "interpolate",
     "is_public_https",
     "load_settings",
@@ -75,12 +76,7 @@ class Settings(BaseSettings):
     @field_validator("aimusic_base_url", "relay_public_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError("must be an http:// or https:// URL such as https://relay.example.com")
-        return value.rstrip("/")
+        return http_url(value, "such as https://relay.example.com")
 
     @field_validator("database_url")
     @classmethod
@@ -304,6 +300,16 @@ def read_relay_toml(path: Path) -> tuple[str, dict[str, Any]]:
 
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def http_url(value: str | None, hint: str) -> str | None:
+    """A base URL setting, without its trailing slash; `hint` ends the error message."""
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"must be an http:// or https:// URL {hint}")
+    return value.rstrip("/")
 
 
 def interpolate(value: Any, where: str, env: dict[str, str] | None = None) -> Any:

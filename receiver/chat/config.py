@@ -11,11 +11,10 @@ import re
 from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from receiver.config import interpolate, read_relay_toml
+from receiver.config import http_url, interpolate, read_relay_toml
 from receiver.errors import ConfigError
 from receiver.redact import MIN_SECRET_CHARS
 
@@ -40,12 +39,7 @@ class _ChatApp(BaseModel):
     @field_validator("api_base_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError("must be an http:// or https:// URL (leave it out for the real API)")
-        return value.rstrip("/")
+        return http_url(value, "(leave it out for the real API)")
 
 
 class SlackChat(_ChatApp):

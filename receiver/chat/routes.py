@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from receiver.chat.commands import not_yet_text, usage
+from receiver.chat.config import SlackChat
 from receiver.chat.slack_command import answer
 from receiver.chat.verify import verify_discord, verify_slack
 from receiver.errors import SignatureError
@@ -50,8 +51,7 @@ async def slack_commands(request: Request) -> Response:
     slack = services.chat.slack
     if slack is None:
         return _disabled("slack")
-    secret = slack.signing_secret.get_secret_value()
-    body = await _signed_body(request, "slack", lambda h, b: verify_slack(secret, h, b))
+    body = await _slack_body(request, slack)
     if isinstance(body, Response):
         return body
     form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
@@ -64,12 +64,10 @@ async def slack_commands(request: Request) -> Response:
 
 async def slack_interactions(request: Request) -> Response:
     """A button or modal (`payload` JSON in a form): verified and acknowledged, nothing more."""
-    services: Services = request.app.state.services
-    slack = services.chat.slack
+    slack = request.app.state.services.chat.slack
     if slack is None:
         return _disabled("slack")
-    secret = slack.signing_secret.get_secret_value()
-    body = await _signed_body(request, "slack", lambda h, b: verify_slack(secret, h, b))
+    body = await _slack_body(request, slack)
     if isinstance(body, Response):
         return body
     return Response(status_code=200)  # Slack wants an empty 200 within 3 s
@@ -100,6 +98,12 @@ async def discord_interactions(request: Request) -> Response:
     return JSONResponse(
         {"type": DISCORD_MESSAGE, "data": {"content": reply, "flags": DISCORD_EPHEMERAL}}
     )
+
+
+async def _slack_body(request: Request, slack: SlackChat) -> bytes | Response:
+    """The raw body Slack signed, or the refusal to send instead (413 or 401)."""
+    secret = slack.signing_secret.get_secret_value()
+    return await _signed_body(request, "slack", lambda h, b: verify_slack(secret, h, b))
 
 
 async def _signed_body(request: Request, app: str, verify: Verify) -> bytes | Response:
