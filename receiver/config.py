@@ -299,6 +299,24 @@ def read_relay_toml(path: Path) -> tuple[str, dict[str, Any]]:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 
 
+def toml_line(text: str, header: str, key: str | None = None, occurrence: int = 0) -> int | None:
+    """The 1-based line of `key = …` inside the `occurrence`-th table of `text` whose header
+    line matches the pattern `header` (that header's own line when `key` is None or not in the
+    table); None when there is no such table. Best effort, for `file:line` in config errors."""
+    lines = text.splitlines()
+    starts = [n for n, line in enumerate(lines) if re.match(header, line)]
+    if occurrence >= len(starts):
+        return None
+    start = starts[occurrence]
+    if key is None:
+        return start + 1
+    end = next(
+        (n for n in range(start + 1, len(lines)) if lines[n].lstrip().startswith("[")), len(lines)
+    )
+    pattern = re.compile(rf"\s*{re.escape(key)}\s*=")
+    return next((n for n in range(start + 1, end) if pattern.match(lines[n])), start) + 1
+
+
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from receiver.config import http_url, interpolate, read_relay_toml
+from receiver.config import http_url, interpolate, read_relay_toml, toml_line
 from receiver.errors import ConfigError
 from receiver.redact import MIN_SECRET_CHARS
 
@@ -152,16 +152,6 @@ def _describe(exc: ValidationError, model: type[_ChatApp], path: Path, text: str
 
 def _where(path: Path, text: str, table: str | None, key: str | None = None) -> str:
     """`file:line` of `key` inside `[chat.<table>]` (or of the header; best effort)."""
-    lines = text.splitlines()
     header = rf"\s*\[\s*chat\s*\.\s*{re.escape(table)}\s*\]" if table else r"\s*\[\s*chat\b"
-    start = next((n for n, line in enumerate(lines) if re.match(header, line)), None)
-    if start is None:
-        return str(path)
-    end = next(
-        (n for n in range(start + 1, len(lines)) if lines[n].lstrip().startswith("[")), len(lines)
-    )
-    found = start
-    if key is not None:
-        pattern = re.compile(rf"\s*{re.escape(key)}\s*=")
-        found = next((n for n in range(start + 1, end) if pattern.match(lines[n])), start)
-    return f"{path}:{found + 1}"
+    line = toml_line(text, header, key)
+    return f"{path}:{line}" if line else str(path)

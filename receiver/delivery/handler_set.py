@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from handlers.base import Handler
 from handlers.registry import HandlerRegistry
-from receiver.config import interpolate, read_relay_toml
+from receiver.config import interpolate, read_relay_toml, toml_line
 from receiver.delivery.alerts import DEAD_KIND
 from receiver.errors import ConfigError
 from receiver.retry import Backoff
@@ -233,16 +233,5 @@ def _unknown_top_level(path: Path, text: str, key: str) -> str:
 
 def _where(source: str, text: str, index: int, key: str) -> str:
     """`file:line` of `key` inside the index-th `[[handlers]]` table (best effort)."""
-    if not text:
-        return source
-    lines = text.splitlines()
-    starts = [n for n, line in enumerate(lines) if re.match(r"\s*\[\[\s*handlers\s*\]\]", line)]
-    if index >= len(starts):
-        return source
-    start = starts[index]
-    end = next(
-        (n for n in range(start + 1, len(lines)) if lines[n].lstrip().startswith("[")), len(lines)
-    )
-    pattern = re.compile(rf"\s*{re.escape(key)}\s*=")
-    line_no = next((n for n in range(start + 1, end) if pattern.match(lines[n])), start)
-    return f"{source}:{line_no + 1}"
+    line = toml_line(text, r"\s*\[\[\s*handlers\s*\]\]", key, index) if text else None
+    return f"{source}:{line}" if line else source
