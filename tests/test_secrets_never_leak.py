@@ -28,10 +28,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from receiver.sandbox import create_sandbox_app
+from receiver.sandbox.slack import SlackCatcher
 from receiver.signing import CallbackTokens
 from tests.conftest import FAST_SANDBOX, Relay, signed, songs
 from tests.servers import run_asgi
-from tests.slack_catcher import SlackCatcher
 
 pytestmark = pytest.mark.slow
 

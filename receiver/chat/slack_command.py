@@ -9,30 +9,25 @@ provider refuses is told to the requester through the command's `response_url`.
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 import httpx
 
 from handlers.slack_messages import escape
+from receiver.chat.asking import Asker, Tell, credits_text, guard_free, start_submit
 from receiver.chat.commands import Credits, Help, Refused, Song, cost, not_yet_text, parse, usage
 from receiver.chat.config import SlackChat
-from receiver.chat.guard import Requester, Spent, check
 from receiver.chat.jobs import ChatJobs
-from receiver.chat.spend import limits_of, read_spent
-from receiver.errors import RelayError
 from receiver.logging import get_logger
-from receiver.services import CHAT_CHANNEL_LABEL, CHAT_LABEL, CHAT_USER_LABEL, Services
-from receiver.submit import SubmitRequest, submit
+from receiver.services import Services
+from receiver.submit import SubmitRequest
 
-__all__ = ["answer"]
+__all__ = ["answer", "response_url_teller"]
 
 log = get_logger("aimusic_relay.chat")
 
 APP = "slack"
-_REASON_CHARS = 300
 
 
 async def answer(
@@ -45,52 +40,32 @@ async def answer(
         return usage(slack.command)
     if isinstance(parsed, Refused):
         return parsed.message
-    user, channel = form.get("user_id", ""), form.get("channel_id", "")
-    requester = Requester(user=user, channel=channel)
+    asker = Asker(app=APP, user=form.get("user_id", ""), channel=form.get("channel_id", ""))
     if isinstance(parsed, Credits):
-        refusal = check(limits_of(slack), requester, 0, (), time.time())
-        return refusal.message if refusal else await _credits(services)
+        return guard_free(slack, asker) or await credits_text(services)
     if not isinstance(parsed, Song):
         return not_yet_text(slack.command)
-    if not user or not channel:
+    if not asker.user or not asker.channel:
         return "Slack did not say who asked or in which channel; nothing was submitted."
-    price, now = cost(parsed), time.time()
-    spent = {**jobs.pending, **await read_spent(services.store, APP, now)}
-    refusal = check(limits_of(slack), requester, price, spent.values(), now)
+    price = cost(parsed)
+    request = SubmitRequest(family=parsed.family, params={"sound": parsed.prompt})
+    tell = response_url_teller(services.http, form.get("response_url", ""))
+    refusal = await start_submit(services, slack, jobs, asker, request, price, tell)
     if refusal is not None:
-        log.info("chat request refused", app=APP, reason=refusal.reason.value)
-        return refusal.message
-    ref = uuid.uuid4().hex
-    labels = {CHAT_LABEL: APP, CHAT_CHANNEL_LABEL: channel, CHAT_USER_LABEL: user}
-    request = SubmitRequest(family=parsed.family, params={"sound": parsed.prompt}, labels=labels)
-    work = _submit(services, request, ref, form.get("response_url", ""))
-    jobs.start(ref, Spent(user=user, channel=channel, credits=price, at=now), work)
-    log.info("chat song asked", app=APP, task_ref=ref, family=parsed.family)
+        return refusal
     return (
         f"On it: “{escape(parsed.prompt)}” — {price:g} credits; "
         "the song will appear in this channel."
     )
 
 
-async def _credits(services: Services) -> str:
-    try:
-        balance = await services.upstream.credits()
-    except RelayError as exc:
-        return f"Could not read the credits: {_one_line(exc)}"
-    return f"Credits left: {balance.credits:g} (extra credits: {balance.extra_credits:g})."
+def response_url_teller(http: httpx.AsyncClient, response_url: str) -> Tell:
+    """Tells the requester ephemerally through a command's or an action's `response_url`."""
 
+    async def tell(text: str) -> None:
+        await _tell(http, response_url, text)
 
-async def _submit(services: Services, request: SubmitRequest, ref: str, response_url: str) -> None:
-    """Submit in the background; a refusal goes back to the requester, never as a trace."""
-    try:
-        await submit(services, request, ref=ref)
-    except RelayError as exc:
-        log.warning("chat song refused upstream", app=APP, task_ref=ref, error=str(exc))
-        reason = f"The song was not made: {_one_line(exc)}"
-        await _tell(services.http, response_url, reason)
-    except Exception:
-        log.exception("chat song not submitted", app=APP, task_ref=ref)
-        await _tell(services.http, response_url, "The song was not made: the relay failed.")
+    return tell
 
 
 async def _tell(http: httpx.AsyncClient, response_url: str, text: str) -> None:
@@ -106,8 +81,3 @@ async def _tell(http: httpx.AsyncClient, response_url: str, text: str) -> None:
         return
     if sent.status_code >= 300:
         log.warning("chat reply refused", app=APP, status=sent.status_code)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return escape(text if len(text) <= _REASON_CHARS else text[: _REASON_CHARS - 1] + "…")

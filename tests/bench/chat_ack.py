@@ -23,10 +23,10 @@ import httpx
 from slack_sdk.signature import SignatureVerifier
 
 from receiver.sandbox import create_sandbox_app
+from receiver.sandbox.slack import SlackCatcher
 from tests.chat.test_routes import SLACK_SECRET, SLACK_TOKEN
 from tests.conftest import FAST_SANDBOX, Relay, new_relay
 from tests.servers import run_asgi
-from tests.slack_catcher import SlackCatcher
 
 CONFIG = """
 [[handlers]]

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
+from receiver.sandbox.slack import SlackCatcher
 from tests.chat.test_routes import DISCORD_KEY
 from tests.cli.test_doctor import _by_name, _doctor
 from tests.conftest import Relay, new_relay
 from tests.discord_catcher import DiscordCatcher
 from tests.servers import run_asgi
-from tests.slack_catcher import SlackCatcher
 
 pytestmark = pytest.mark.slow
 

@@ -13,10 +13,10 @@ import httpx
 import pytest
 
 from receiver.sandbox import create_sandbox_app
+from receiver.sandbox.slack import WEBHOOK_PATH, Recorded, SlackCatcher
 from tests.chat.test_routes import SLACK_SECRET, SLACK_TOKEN, slack_post
 from tests.conftest import FAST_SANDBOX, Relay, new_relay
 from tests.servers import run_asgi
-from tests.slack_catcher import WEBHOOK_PATH, Recorded, SlackCatcher
 
 ACK_LIMIT_S = 3.0
 """Slack shows the person an error when a command is not answered within 3 s."""

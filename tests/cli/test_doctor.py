@@ -15,10 +15,10 @@ import boto3
 import pytest
 
 from receiver.sandbox import SandboxOptions, create_sandbox_app
+from receiver.sandbox.slack import SlackCatcher
 from tests.conftest import FAST_SANDBOX, Relay
 from tests.s3_server import FAKE_CREDENTIALS
 from tests.servers import free_port, run_asgi
-from tests.slack_catcher import SlackCatcher
 
 pytestmark = pytest.mark.slow
 

@@ -24,10 +24,10 @@ from handlers.s3 import S3Handler
 from receiver.delivery.alerts import DeadNotice
 from receiver.errors import LeaseLost
 from receiver.models import Event
+from receiver.sandbox.slack import WEBHOOK_PATH, SlackCatcher
 from receiver.store import Claim, DeadAlert, Finish, Inbound, SqlStore
 from tests.conftest import MakeContext, Relay
 from tests.servers import run_asgi
-from tests.slack_catcher import WEBHOOK_PATH, SlackCatcher
 
 SECRET = "whsec_" + base64.b64encode(b"d" * 24).decode()
 

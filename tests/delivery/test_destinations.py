@@ -10,10 +10,10 @@ import boto3
 import httpx
 import pytest
 
+from receiver.sandbox.slack import SlackCatcher
 from tests.conftest import Relay, sandbox_task, songs
 from tests.s3_server import FAKE_CREDENTIALS
 from tests.servers import run_asgi
-from tests.slack_catcher import SlackCatcher
 
 pytestmark = pytest.mark.slow
 

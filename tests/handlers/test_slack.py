@@ -17,9 +17,9 @@ from handlers.base import Handler, HandlerError
 from handlers.slack import SlackHandler, escape
 from receiver.delivery.alerts import DeadNotice
 from receiver.models import Event
+from receiver.sandbox.slack import WEBHOOK_PATH, SlackCatcher
 from tests.conftest import MakeContext
 from tests.servers import free_port, run_asgi
-from tests.slack_catcher import WEBHOOK_PATH, SlackCatcher
 
 TOKEN = "xoxb-catcher-token"
 AUDIO = "https://cdn.example/song.mp3?sig=a&b=1"

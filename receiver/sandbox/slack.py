@@ -1,4 +1,5 @@
-"""A stand-in for Slack on loopback: an incoming webhook and the chat Web API, recorded.
+"""A stand-in for Slack on loopback: an incoming webhook and the chat Web API, recorded (used
+by the tests and by `aimusic-relay demo --chat`).
 
 It answers the way Slack does (`200 ok` for a webhook; `{"ok": ...}` JSON for the Web API,
 with channel ids and increasing `ts`), checks the bot token, and can be told to fail the next
@@ -51,7 +52,7 @@ class Fault:
 class SlackCatcher:
     """The catcher's state (what was sent, what to fail) and its Starlette app."""
 
-    def __init__(self, token: str = "xoxb-catcher-token") -> None:
+    def __init__(self, token: str = "xoxb-catcher-token") -> None:  # noqa: S107 - a stand-in's own
         self.token = token
         self.requests: list[Recorded] = []
         self.messages: dict[tuple[str, str], dict[str, Any]] = {}
