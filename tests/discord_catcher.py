@@ -1,8 +1,8 @@
 """A stand-in for Discord's HTTP API on loopback: it checks the bot token as Discord does and
 records every request, so a test can see what the relay asked for.
 
-Today it answers `GET /applications/@me` (doctor's dry run of the bot token); interaction
-webhooks and channel messages are for the next routes to add.
+It answers `GET /applications/@me` (doctor's dry run of the bot token) and
+`PUT /applications/{id}/commands` (`chat register`'s bulk overwrite, kept in `commands`).
 """
 
 from __future__ import annotations
@@ -44,13 +44,21 @@ class DiscordCatcher:
         self.application_id = application_id
         self.name = name
         self.requests: list[Recorded] = []
+        self.commands: list[dict[str, Any]] = []
+        """The application's global commands, as the last bulk overwrite left them."""
         self._lock = threading.Lock()
-        self.app = Starlette(routes=[Route("/applications/@me", self._me, methods=["GET"])])
+        self.app = Starlette(
+            routes=[
+                Route("/applications/@me", self._me, methods=["GET"]),
+                Route("/applications/{app_id}/commands", self._commands, methods=["PUT"]),
+            ]
+        )
 
     def reset(self) -> None:
         """Forget the requests (the server keeps running)."""
         with self._lock:
             self.requests.clear()
+            self.commands.clear()
 
     def sent(self, path: str | None = None) -> list[Recorded]:
         """Requests so far, optionally only those to one path."""
@@ -77,3 +85,23 @@ class DiscordCatcher:
         if not self._authorized(recorded):
             return JSONResponse(UNAUTHORIZED, 401)
         return JSONResponse({"id": self.application_id, "name": self.name, "bot_public": False})
+
+    async def _commands(self, request: Request) -> Response:
+        """Bulk-overwrite the global commands: Discord answers them back with ids."""
+        recorded = await self._record(request)
+        if not self._authorized(recorded):
+            return JSONResponse(UNAUTHORIZED, 401)
+        if request.path_params["app_id"] != self.application_id:
+            return JSONResponse({"message": "Unknown Application", "code": 10002}, 404)
+        body = recorded.body
+        if not isinstance(body, list) or not all(
+            isinstance(c, dict) and c.get("name") and c.get("description") for c in body
+        ):
+            return JSONResponse({"message": "Invalid Form Body", "code": 50035}, 400)
+        stored = [
+            {**command, "id": str(1200000000000000000 + n), "application_id": self.application_id}
+            for n, command in enumerate(body)
+        ]
+        with self._lock:
+            self.commands = stored
+        return JSONResponse(stored)

@@ -29,6 +29,8 @@ class _ChatApp(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     upload_audio: bool = False
+    upload_max_mb: int = Field(default=20, ge=1, le=1000)
+    """With `upload_audio`, a song's audio file larger than this is linked, not uploaded."""
     api_base_url: str | None = None
     user_daily_credits: int | None = Field(default=None, ge=1)
     channel_daily_credits: int | None = Field(default=None, ge=1)
