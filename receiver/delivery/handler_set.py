@@ -136,8 +136,12 @@ def load_handler_set(
     if unknown:
         raise ConfigError(_unknown_top_level(path, text, unknown[0]))
     entries = document.get("handlers", [])
-    if not isinstance(entries, list) or not entries:
-        raise ConfigError(f"{path}: no [[handlers]] entries; add at least one")
+    # A file with only chat apps is whole: their replies are the relay's own handlers.
+    if not isinstance(entries, list) or (not entries and not document.get("chat")):
+        raise ConfigError(
+            f"{path}: no [[handlers]] entries; add at least one (or a [chat.slack] / "
+            "[chat.discord] table, whose replies need none)"
+        )
     return _build(entries, registry, str(path), text, env)
 
 

@@ -62,6 +62,17 @@ def test_handlers_accept_the_chat_table(tmp_path: Path) -> None:
     assert ["disk"] == [h.name for h in load_handler_set(path, HandlerRegistry.with_plugins())]
 
 
+def test_a_file_with_only_a_chat_app_needs_no_handlers(tmp_path: Path) -> None:
+    """A team that only wants the Slack app writes `[chat.slack]` and nothing else: the file
+    loads with no handlers of its own, while a file with neither is still refused."""
+    path = tmp_path / "relay.toml"
+    path.write_text(SLACK)
+    assert [] == list(load_handler_set(path, HandlerRegistry.with_plugins()))
+    path.write_text("# nothing here\n")
+    with pytest.raises(ConfigError, match=r"no \[\[handlers\]\] entries; add at least one"):
+        load_handler_set(path, HandlerRegistry.with_plugins())
+
+
 def test_unknown_top_level_key_names_both_known_ones(tmp_path: Path) -> None:
     """A misspelt top-level table is named with its line and what the file may hold."""
     path = tmp_path / "relay.toml"
