@@ -20,6 +20,7 @@ from receiver.errors import RelayError
 from receiver.models import Event
 
 __all__ = [
+    "CHAT_EVENTS",
     "Blame",
     "CheckStatus",
     "Checkable",
@@ -34,6 +35,10 @@ __all__ = [
     "config_secrets",
     "secrets_of",
 ]
+
+CHAT_EVENTS: tuple[str, ...] = ("task.submitted", "song.completed", "song.failed", "task.timed_out")
+"""The default events of a handler that talks to people (Slack, Discord): "generating…" when
+the task is submitted, then the song or why there is none."""
 
 HandlerResult = Mapping[str, Any]
 """What a handler hands back (a file path, an S3 key, a Slack ts); stored with the delivery."""

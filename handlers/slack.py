@@ -2,7 +2,8 @@
 
 Two modes: an incoming webhook (one fixed channel; no threads, no edits) or a bot token, which
 threads the result under the "generating…" message (or edits it) and turns a replay into an
-edit instead of a second post. What is posted is built in `slack_messages`. slack-sdk's own
+edit instead of a second post; with `upload_audio` a finished song's file follows in its thread
+(`slack_upload`). What is posted is built in `slack_messages`. slack-sdk's own
 retries are off: the dispatcher owns retries and backoff, and a 429's Retry-After pauses the
 whole handler there.
 """
@@ -22,9 +23,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from handlers._text import NOT_SENT, is_web
-from handlers.base import HandlerCheck, HandlerContext, HandlerError, config_secrets
+from handlers.base import CHAT_EVENTS, HandlerCheck, HandlerContext, HandlerError, config_secrets
 from handlers.slack_auth import check_bot_token, sdk_logger, web_client
 from handlers.slack_messages import Message, escape, payload, render, without_images
+from handlers.slack_upload import upload_audio
 from receiver.delivery.alerts import DEAD_KIND
 from receiver.models import Event
 
@@ -69,12 +71,7 @@ def _invalid(key: str, message: str) -> ValidationError:
 class SlackHandler:
     """Posts "generating…", then the finished song (or the failure) to one Slack channel."""
 
-    default_events: ClassVar[tuple[str, ...]] = (
-        "task.submitted",
-        "song.completed",
-        "song.failed",
-        "task.timed_out",
-    )
+    default_events: ClassVar[tuple[str, ...]] = CHAT_EVENTS
 
     class Config(BaseModel):
         """Options of one `type = "slack"` entry: `webhook_url`, or `token` and `channel`."""
@@ -97,6 +94,13 @@ class SlackHandler:
         username: str | None = None
         icon_emoji: str | None = None
         request_timeout_s: int = Field(default=30, ge=1, le=300)
+        buttons: bool = False
+        """Put Regenerate/Extend/Remix under a finished song; only the `[chat.slack]` app, which
+        answers the clicks, turns this on."""
+        upload_audio: bool = False
+        """Bot mode: also upload a finished song's audio file into its thread (best effort)."""
+        upload_max_mb: int = Field(default=20, ge=1, le=1000)
+        """With `upload_audio`, a larger audio file is linked only; the result says so."""
 
         @model_validator(mode="after")
         def _one_mode(self) -> SlackHandler.Config:
@@ -114,6 +118,8 @@ class SlackHandler:
             for key, url in (("webhook_url", hook), ("api_base_url", self.api_base_url)):
                 if url is not None and not is_web(url):
                     raise _invalid(key, "must be an http(s) URL")
+            if self.upload_audio and hook is not None:
+                raise _invalid("upload_audio", "an incoming webhook cannot upload; use a token")
             if self.mention is not None and not _MENTION.fullmatch(self.mention.strip()):
                 raise _invalid("mention", "use Slack syntax such as <!here> or <@U0123ABCD>")
             return self
@@ -132,6 +138,7 @@ class SlackHandler:
             task_url=ctx.task_url,
             results=ctx.results,
             requester=event.labels.get(self.config.requester_label or "") or None,
+            buttons=self.config.buttons,
         )
         if message is None:
             return None
@@ -162,7 +169,8 @@ class SlackHandler:
                     message, ctx, "chat.update", {"channel": channel, "ts": ts}
                 )
                 edited = {"channel": answer.get("channel", channel), "ts": ts}
-                return _clean({**result, **edited, "permalink": earlier.get("permalink")})
+                done = _clean({**result, **edited, "permalink": earlier.get("permalink")})
+                return await self._with_upload(event, ctx, done)
             except _Refused as exc:
                 if exc.code not in _MESSAGE_GONE:
                     raise
@@ -183,7 +191,32 @@ class SlackHandler:
         posted = {"channel": answer.get("channel"), "ts": answer.get("ts")}
         permalink = await self._permalink(posted["channel"], posted["ts"], ctx)
         result.update(thread_ts=thread, **posted, permalink=permalink)
-        return _clean(result)
+        return await self._with_upload(event, ctx, _clean(result))
+
+    async def _with_upload(
+        self, event: Event, ctx: HandlerContext, result: dict[str, Any]
+    ) -> dict[str, Any]:
+        """With `upload_audio`, the finished song's file goes under its message, once: a replay
+        that finds its earlier upload keeps it. Never raises (see `slack_upload`)."""
+        if not self.config.upload_audio or event.kind != "song.completed":
+            return result
+        earlier = (ctx.previous_result or {}).get("upload")
+        if isinstance(earlier, dict) and earlier.get("file_id"):
+            return {**result, "upload": earlier}
+        client = self._connect()
+        channel, thread = result.get("channel"), result.get("thread_ts") or result.get("ts")
+        if not isinstance(client, AsyncWebClient) or not channel or not thread:
+            return result
+        upload = await upload_audio(
+            client,
+            event,
+            ctx,
+            channel=str(channel),
+            thread_ts=str(thread),
+            max_mb=self.config.upload_max_mb,
+            handler=self.name,
+        )
+        return {**result, "upload": upload}
 
     def _channel(self, event: Event) -> str:
         """The task's own channel (from `channel_label`), else the configured one."""

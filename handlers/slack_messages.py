@@ -14,6 +14,7 @@ from typing import Any
 
 from handlers._text import duration, is_web
 from handlers.base import HandlerResult
+from handlers.chat_buttons import LABELS, buttons_for, encode
 from receiver.delivery.alerts import BLAME_MEANING, DEAD_KIND, DeadNotice
 from receiver.models import Event
 from receiver.states import EventKind
@@ -58,12 +59,14 @@ def render(
     task_url: str | None = None,
     results: Mapping[str, HandlerResult] | None = None,
     requester: str | None = None,
+    buttons: bool = False,
 ) -> Message | None:
     """The message for `event`, or None for a kind Slack is not told about.
 
     `mention` (Slack syntax, written by the operator) leads alerts and songs; `results` are
     the event's other handlers' results, whose `url`s are linked as stored copies;
-    `requester` is the Slack user id who asked for the song (from chat), named in each message.
+    `requester` is the Slack user id who asked for the song (from chat), named in each message;
+    `buttons` puts Regenerate/Extend/Remix under a finished song (the chat app answers them).
     """
     raw = str(event.clip.get("title") or event.prompt or "untitled")
     name = fit(escape(" ".join(raw.split())), 140)
@@ -90,7 +93,10 @@ def render(
         return dead(DeadNotice.of(event), mention)
     if event.kind != EventKind.COMPLETED:
         return None
-    return _song(event, name, mention, lyrics_lines, dashboard, results or {}, who)
+    message = _song(event, name, mention, lyrics_lines, dashboard, results or {}, who)
+    if buttons and (actions := _actions(event)):
+        message.blocks.append(actions)
+    return message
 
 
 def _song(
@@ -126,6 +132,24 @@ def _song(
         blocks.append(_section(shown))
     by = f" — requested by {who}" if who else ""
     return Message(fit(f"{mention}🎵 “{name}” is ready{by}", 3000), blocks)
+
+
+def _actions(event: Event) -> dict[str, Any] | None:
+    """The song's buttons as one actions block (each button's `action_id` and `value` say
+    what it does to which clip), or None when the song gets none."""
+    offered = buttons_for(event.platform, event.task_ref, event.clip_id, event.clip)
+    if not offered:
+        return None
+    elements = [
+        {
+            "type": "button",
+            "text": {"type": "plain_text", "text": LABELS[button.kind], "emoji": True},
+            "action_id": encode(button),
+            "value": encode(button),
+        }
+        for button in offered
+    ]
+    return {"type": "actions", "block_id": "song.buttons", "elements": elements}
 
 
 def lyrics_quote(lyrics: str, lines: int) -> str:

@@ -21,9 +21,12 @@ from receiver.store import Store, open_store
 from receiver.upstream.client import UpstreamClient
 
 __all__ = [
+    "CHAT_AT_LABEL",
     "CHAT_CHANNEL_LABEL",
+    "CHAT_DISCORD_HANDLER",
     "CHAT_LABEL",
     "CHAT_SLACK_HANDLER",
+    "CHAT_TOKEN_LABEL",
     "CHAT_USER_LABEL",
     "Services",
     "build_services",
@@ -33,6 +36,12 @@ CHAT_SLACK_HANDLER = "chat-slack"
 """The handler `[chat.slack]` adds: it answers in the channel (and thread) a song came from."""
 CHAT_LABEL, CHAT_CHANNEL_LABEL, CHAT_USER_LABEL = "chat", "chat.channel", "chat.user"
 """The labels a chat task carries: which app, and the channel and user that asked."""
+CHAT_DISCORD_HANDLER = "chat-discord"
+"""The handler `[chat.discord]` adds: it edits the interaction's response into the song."""
+CHAT_TOKEN_LABEL, CHAT_AT_LABEL = "chat.interaction_token", "chat.interaction_at"
+"""A Discord task's interaction token, sealed with RELAY_SECRET_KEY (`handlers.discord_seal`:
+labels show on the API and the dashboard), and when the interaction came (Unix seconds): the
+token answers for 15 minutes."""
 
 
 @dataclasses.dataclass(slots=True)
@@ -85,11 +94,39 @@ def _chat_handlers(chat: ChatSettings) -> list[dict[str, Any]]:
         "token": chat.slack.token.get_secret_value(),
         "channel_label": CHAT_CHANNEL_LABEL,
         "requester_label": CHAT_USER_LABEL,
+        "buttons": True,
         "events": ["task.submitted", "song.completed", "song.failed", "task.timed_out"],
         "labels": {CHAT_LABEL: "slack"},
+        "upload_audio": chat.slack.upload_audio,
+        "upload_max_mb": chat.slack.upload_max_mb,
     }
     if chat.slack.api_base_url is not None:
         entry["api_base_url"] = chat.slack.api_base_url + "/"
+    return [entry]
+
+
+def _discord_handlers(chat: ChatSettings, keys: list[str]) -> list[dict[str, Any]]:
+    """`[chat.discord]`'s reply handler, if the table is there (see `_chat_handlers`). `keys`
+    (RELAY_SECRET_KEY's) open the sealed interaction token each task carries."""
+    if chat.discord is None:
+        return []
+    entry: dict[str, Any] = {
+        "name": CHAT_DISCORD_HANDLER,
+        "type": "discord",
+        "application_id": chat.discord.application_id,
+        "bot_token": chat.discord.bot_token.get_secret_value(),
+        "channel_label": CHAT_CHANNEL_LABEL,
+        "requester_label": CHAT_USER_LABEL,
+        "token_label": CHAT_TOKEN_LABEL,
+        "time_label": CHAT_AT_LABEL,
+        "seal_keys": keys,
+        "events": ["task.submitted", "song.completed", "song.failed", "task.timed_out"],
+        "labels": {CHAT_LABEL: "discord"},
+        "upload_audio": chat.discord.upload_audio,
+        "upload_max_mb": chat.discord.upload_max_mb,
+    }
+    if chat.discord.api_base_url is not None:
+        entry["api_base_url"] = chat.discord.api_base_url
     return [entry]
 
 
@@ -102,6 +139,12 @@ def build_services(settings: Settings, *, registry: HandlerRegistry | None = Non
         _chat_handlers(chat),
         registry,
         "[chat.slack] (its replies in Slack)",
+    )
+    handlers = add_handlers(
+        handlers,
+        _discord_handlers(chat, settings.secret_keys),
+        registry,
+        "[chat.discord] (its replies in Discord)",
     )
     # logging was set up from the environment alone: add what relay.toml holds
     hide_also([*chat.secret_values(), *_handler_secrets(handlers)])

@@ -24,7 +24,7 @@ EXAMPLE_TOML = (REPO / "deploy" / "relay.example.toml").read_text()
 
 _PARAM = re.compile(r"\{[^}]*\}")
 _ROUTE_IN_TABLE = re.compile(r"`(GET|POST|PUT|PATCH|DELETE) (/[^`?\s]*)")
-_BUILTIN_TYPES = ("disk", "slack", "s3", "apprise", "forward")
+_BUILTIN_TYPES = ("disk", "slack", "s3", "apprise", "forward", "discord")
 
 
 def _section(readme: str, heading: str) -> str:

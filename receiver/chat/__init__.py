@@ -6,7 +6,7 @@ The routes live in `receiver.chat.routes` and are not re-exported here: they nee
 
 from __future__ import annotations
 
-from receiver.chat.commands import not_yet_text, usage
+from receiver.chat.commands import usage
 from receiver.chat.config import ChatSettings, DiscordChat, SlackChat, load_chat_settings
 from receiver.chat.verify import verify_discord, verify_slack
 
@@ -15,7 +15,6 @@ __all__ = [
     "DiscordChat",
     "SlackChat",
     "load_chat_settings",
-    "not_yet_text",
     "usage",
     "verify_discord",
     "verify_slack",

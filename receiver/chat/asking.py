@@ -21,9 +21,18 @@ from receiver.chat.spend import limits_of, read_spent
 from receiver.errors import RelayError
 from receiver.logging import get_logger
 from receiver.services import CHAT_CHANNEL_LABEL, CHAT_LABEL, CHAT_USER_LABEL, Services
+from receiver.store import is_conflict
 from receiver.submit import SubmitRequest, submit
 
-__all__ = ["Asker", "Tell", "credits_text", "guard_free", "one_line", "start_submit"]
+__all__ = [
+    "Asker",
+    "Tell",
+    "credits_text",
+    "guard_free",
+    "guard_priced",
+    "one_line",
+    "start_submit",
+]
 
 log = get_logger("aimusic_relay.chat")
 
@@ -61,6 +70,29 @@ def guard_free(app: SlackChat | DiscordChat, asker: Asker) -> str | None:
     return refusal.message if refusal else None
 
 
+async def guard_priced(
+    services: Services,
+    app: SlackChat | DiscordChat,
+    jobs: ChatJobs,
+    asker: Asker,
+    price: float,
+    now: float,
+) -> str | None:
+    """The guard rails' refusal of a request costing `price` credits, or None to go ahead.
+
+    What was spent is read from three places, by task id or job ref so nothing counts twice:
+    the stored chat tasks, the jobs still in flight (their task may not be stored yet) and the
+    finished requests that made no task (lyrics, kept by `ChatJobs`).
+    """
+    stored = await read_spent(services.store, asker.app, now)
+    spent = {**jobs.pending, **jobs.kept(now), **stored}
+    refusal = check(limits_of(app), asker.requester, price, spent.values(), now)
+    if refusal is None:
+        return None
+    log.info("chat request refused", app=asker.app, reason=refusal.reason.value)
+    return refusal.message
+
+
 async def start_submit(
     services: Services,
     app: SlackChat | DiscordChat,
@@ -79,11 +111,9 @@ async def start_submit(
     labels whatever `request.labels` held.
     """
     now = time.time()
-    spent = {**jobs.pending, **await read_spent(services.store, asker.app, now)}
-    refusal = check(limits_of(app), asker.requester, price, spent.values(), now)
+    refusal = await guard_priced(services, app, jobs, asker, price, now)
     if refusal is not None:
-        log.info("chat request refused", app=asker.app, reason=refusal.reason.value)
-        return refusal.message
+        return refusal
     ref = ref or uuid.uuid4().hex
     labelled = request.model_copy(update={"labels": {**request.labels, **asker.task_labels()}})
     work = _submit(services, labelled, ref, asker.app, tell)
@@ -110,7 +140,10 @@ async def _submit(
     except RelayError as exc:
         log.warning("chat song refused upstream", app=app, task_ref=ref, error=str(exc))
         await tell(f"The song was not made: {one_line(exc)}")
-    except Exception:
+    except Exception as exc:
+        if is_conflict(exc):  # a fixed ref (a button) another process stored first: nothing sent
+            log.info("chat song already asked", app=app, task_ref=ref)
+            return
         log.exception("chat song not submitted", app=app, task_ref=ref)
         await tell("The song was not made: the relay failed.")
 

@@ -34,7 +34,6 @@ __all__ = [
     "Song",
     "Status",
     "cost",
-    "not_yet_text",
     "parse",
     "usage",
 ]
@@ -212,12 +211,3 @@ def _too_long(what: str, text: str) -> Refused | None:
 
 def _credits(amount: float) -> str:
     return f"{amount:g}"
-
-
-def not_yet_text(command: str = "/song") -> str:
-    """The answer to what this version does not do yet (`status`, `lyrics`, Discord songs):
-    honest, and nothing was spent. `help` lists what the app offers."""
-    return (
-        f"that part of {command} is not switched on yet in this relay version "
-        f"(`{command} help` shows the forms). Nothing was submitted and no credits were used."
-    )

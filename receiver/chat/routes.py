@@ -3,7 +3,9 @@ interactions.
 
 Every request is refused unless its platform signed it (401, nothing else happens); an app
 whose `[chat.*]` table is absent answers 404 saying how to switch it on. A Slack command is
-answered by `receiver.chat.slack_command` (help, credits, songs); Discord gets help or a PONG.
+answered by `receiver.chat.slack_command`, a Slack button or modal by
+`receiver.chat.slack_actions`, a Discord interaction by
+`receiver.chat.discord_command`.
 """
 
 from __future__ import annotations
@@ -11,15 +13,16 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Callable, Mapping
-from typing import Any
 from urllib.parse import parse_qs
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from receiver.chat.commands import not_yet_text, usage
 from receiver.chat.config import SlackChat
+from receiver.chat.discord_command import answer as discord_answer
+from receiver.chat.discord_reply import check_fresh
+from receiver.chat.slack_actions import interact
 from receiver.chat.slack_command import answer
 from receiver.chat.verify import verify_discord, verify_slack
 from receiver.errors import SignatureError
@@ -31,10 +34,6 @@ __all__ = ["routes"]
 
 log = get_logger("aimusic_relay.chat")
 
-DISCORD_PING, DISCORD_COMMAND = 1, 2
-DISCORD_PONG, DISCORD_MESSAGE = 1, 4
-DISCORD_EPHEMERAL = 64
-"""Discord's message flag for a reply only the person who asked sees."""
 _ENABLE = {
     "slack": "add a [chat.slack] table to relay.toml (signing_secret, token) to enable the "
     "Slack app",
@@ -63,24 +62,39 @@ async def slack_commands(request: Request) -> Response:
 
 
 async def slack_interactions(request: Request) -> Response:
-    """A button or modal (`payload` JSON in a form): verified and acknowledged, nothing more."""
-    slack = request.app.state.services.chat.slack
+    """A button or modal (`payload` JSON in a form), answered by `slack_actions` within
+    Slack's 3 s: an empty 200, or a modal's field error."""
+    services: Services = request.app.state.services
+    slack = services.chat.slack
     if slack is None:
         return _disabled("slack")
     body = await _slack_body(request, slack)
     if isinstance(body, Response):
         return body
-    return Response(status_code=200)  # Slack wants an empty 200 within 3 s
+    form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+    try:
+        payload = json.loads(form.get("payload", [""])[0])
+    except ValueError:
+        return error(400, "bad_payload", "the form field `payload` is not JSON")
+    if not isinstance(payload, dict):
+        return error(400, "bad_payload", "the form field `payload` is not a JSON object")
+    reply = await interact(services, slack, request.app.state.chat_jobs, payload)
+    return Response(status_code=200) if reply is None else JSONResponse(reply)
 
 
 async def discord_interactions(request: Request) -> Response:
-    """An interaction (JSON): PING → PONG, `/song help` → the usage, the rest not yet."""
+    """An interaction (JSON), answered by `receiver.chat.discord_command` within Discord's 3 s."""
     services: Services = request.app.state.services
     discord = services.chat.discord
     if discord is None:
         return _disabled("discord")
     key = discord.public_key
-    body = await _signed_body(request, "discord", lambda h, b: verify_discord(key, h, b))
+
+    def verify(headers: Mapping[str, str], body: bytes) -> None:
+        verify_discord(key, headers, body)
+        check_fresh(headers)
+
+    body = await _signed_body(request, "discord", verify)
     if isinstance(body, Response):
         return body
     try:
@@ -89,15 +103,8 @@ async def discord_interactions(request: Request) -> Response:
         return error(400, "bad_json", "the interaction is not JSON")
     if not isinstance(interaction, dict):
         return error(400, "bad_json", "the interaction is not a JSON object")
-    kind = interaction.get("type")
-    if kind == DISCORD_PING:
-        return JSONResponse({"type": DISCORD_PONG})
-    asked_help = kind == DISCORD_COMMAND and _asks_help(interaction.get("data"))
-    log.info("chat command", app="discord", answer="help" if asked_help else "not_yet")
-    reply = usage() if asked_help else not_yet_text()
-    return JSONResponse(
-        {"type": DISCORD_MESSAGE, "data": {"content": reply, "flags": DISCORD_EPHEMERAL}}
-    )
+    jobs = request.app.state.chat_jobs
+    return JSONResponse(await discord_answer(services, discord, jobs, interaction))
 
 
 async def _slack_body(request: Request, slack: SlackChat) -> bytes | Response:
@@ -120,23 +127,6 @@ async def _signed_body(request: Request, app: str, verify: Verify) -> bytes | Re
         log.warning("chat request refused", app=app, path=request.url.path, reason=exc.reason)
         return error(401, "bad_signature", exc.detail)
     return body
-
-
-def _asks_help(data: Any) -> bool:
-    """`/song`, `/song help` (a subcommand) or `/song prompt:help`: what Slack's empty or
-    `help` text is."""
-    if not isinstance(data, dict) or data.get("name") != "song":
-        return False
-    options = data.get("options") or []
-    if not isinstance(options, list):
-        return False
-    for option in options:
-        if not isinstance(option, dict):
-            return False
-        value = option.get("value")
-        if option.get("name") == "help" or (isinstance(value, str) and value.strip() == "help"):
-            return True
-    return not options
 
 
 def _disabled(app: str) -> Response:

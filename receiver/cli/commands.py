@@ -173,12 +173,23 @@ def demo(
         bool,
         typer.Option("--no-callbacks", help="Poll instead (as on a laptop with no public URL)."),
     ] = False,
+    chat: Annotated[
+        bool,
+        typer.Option(
+            "--chat", help="Ask with /song in a stand-in Slack; print the thread as a transcript."
+        ),
+    ] = False,
 ) -> None:
-    """Run the sandbox and the relay together on loopback and deliver one song to disk."""
+    """Run the sandbox and the relay together on loopback and deliver one song to disk (or,
+    with --chat, to a stand-in Slack channel's thread)."""
     from receiver.cli.demo import run_demo
+    from receiver.cli.demo_chat import run_chat_demo
 
     configure_logging("warning", "auto")
-    raise typer.Exit(run(lambda: run_demo(directory, prompt, callbacks=not no_callbacks)))
+    callbacks = not no_callbacks
+    if chat:
+        raise typer.Exit(run(lambda: run_chat_demo(directory, prompt, callbacks=callbacks)))
+    raise typer.Exit(run(lambda: run_demo(directory, prompt, callbacks=callbacks)))
 
 
 @app.command()

@@ -31,19 +31,40 @@ from receiver.rows import TaskDetail
 from receiver.sandbox import SandboxOptions, create_sandbox_app
 from receiver.states import Source, TaskState
 
-__all__ = ["run_demo"]
+__all__ = ["demo_settings", "free_port", "run_demo", "serving"]
 
 DEMO_TIMEOUT_S = 60.0
 
 
-def _free_port() -> int:
+def demo_settings(
+    root: Path, config: Path, sandbox_port: int, relay_port: int, admin_token: str, callbacks: bool
+) -> Settings:
+    """A relay on loopback with everything under `root`, polling fast so a demo is short."""
+    return Settings(
+        aimusic_api_key="demo-key",
+        aimusic_base_url=f"http://127.0.0.1:{sandbox_port}",
+        relay_public_url=f"http://127.0.0.1:{relay_port}",
+        relay_secret_key=secrets.token_urlsafe(32),
+        relay_admin_token=admin_token,
+        database_url=f"sqlite:///{root / 'relay.db'}",
+        relay_config=config,
+        relay_allow_private_networks=True,
+        relay_spool_dir=root / "spool",
+        relay_callbacks="on" if callbacks else "off",
+        relay_poll_grace_s=2.0,
+        relay_poll_max_interval_s=1.0,
+        port=relay_port,
+    )
+
+
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
 @contextlib.asynccontextmanager
-async def _serving(app: ASGIApp, port: int) -> AsyncIterator[str]:
+async def serving(app: ASGIApp, port: int) -> AsyncIterator[str]:
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
     )
@@ -68,28 +89,14 @@ async def run_demo(directory: Path | None, prompt: str, *, callbacks: bool = Tru
     config = root / "relay.toml"
     songs = json.dumps(str(root / "songs"), ensure_ascii=False)  # a TOML string, escaped
     config.write_text(f'[[handlers]]\nname = "disk"\ntype = "disk"\npath = {songs}\n')
-    sandbox_port, relay_port = _free_port(), _free_port()
+    sandbox_port, relay_port = free_port(), free_port()
     admin_token = secrets.token_urlsafe(24)
-    settings = Settings(
-        aimusic_api_key="demo-key",
-        aimusic_base_url=f"http://127.0.0.1:{sandbox_port}",
-        relay_public_url=f"http://127.0.0.1:{relay_port}",
-        relay_secret_key=secrets.token_urlsafe(32),
-        relay_admin_token=admin_token,
-        database_url=f"sqlite:///{root / 'relay.db'}",
-        relay_config=config,
-        relay_allow_private_networks=True,
-        relay_spool_dir=root / "spool",
-        relay_callbacks="on" if callbacks else "off",
-        relay_poll_grace_s=2.0,
-        relay_poll_max_interval_s=1.0,
-        port=relay_port,
-    )
+    settings = demo_settings(root, config, sandbox_port, relay_port, admin_token, callbacks)
     console.print(f"demo directory: {shlex.quote(str(root))}", markup=False, soft_wrap=True)
     sandbox = create_sandbox_app(SandboxOptions(delay_s=1.5))
     async with (
-        _serving(sandbox, sandbox_port) as sandbox_url,
-        _serving(create_app(settings), relay_port) as relay_url,
+        serving(sandbox, sandbox_port) as sandbox_url,
+        serving(create_app(settings), relay_port) as relay_url,
         httpx.AsyncClient(
             base_url=relay_url, headers={"Authorization": f"Bearer {admin_token}"}
         ) as api,

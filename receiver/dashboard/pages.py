@@ -19,6 +19,7 @@ from starlette.responses import HTMLResponse
 
 from receiver.dashboard.charts import number
 from receiver.dashboard.session import csrf_token, pop_flash
+from receiver.dashboard.views import requester
 from receiver.redact import Redactor
 from receiver.services import Services
 from receiver.states import DeliveryState, EventKind, TaskState
@@ -96,6 +97,7 @@ _env = jinja2.Environment(
 )
 _env.filters.update(when=_when, clock=_clock, ago=_ago, duration=_duration, number=number)
 _env.globals["badge"] = lambda state: BADGES.get(str(state), "info")
+_env.globals["requester"] = requester  # a chat task's "Requested by … in Slack" line
 
 
 def redactor_for(services: Services, *extra: str) -> Redactor:

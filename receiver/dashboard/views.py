@@ -14,6 +14,7 @@ from typing import Any
 from receiver.models import TASK_LEVEL_CLIP
 from receiver.redact import Redactor
 from receiver.rows import DeliveryDetail, EventRow, InboxRow, TaskDetail, TaskRow
+from receiver.services import CHAT_CHANNEL_LABEL, CHAT_LABEL, CHAT_USER_LABEL
 from receiver.states import EventKind, Source
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "landings",
     "latest_songs",
     "payloads",
+    "requester",
     "song",
     "song_label",
     "task_songs",
@@ -300,3 +302,19 @@ def song_label(event: EventRow, task: TaskRow | None, songs: Iterable[Song]) -> 
     if not prompt:
         return "Untitled song"
     return prompt if len(prompt) <= 60 else prompt[:59] + "…"
+
+
+_CHAT_APPS = {"slack": "Slack", "discord": "Discord"}
+
+
+def requester(labels: Mapping[str, Any]) -> str | None:
+    """Who asked for a task from chat and where ("Requested by U123 in Slack, channel C456"),
+    read from the labels the chat apps set; None for a task not asked for from chat. An
+    operator answering "who spent these credits?" should not have to decode labels."""
+    app = labels.get(CHAT_LABEL)
+    if not app:
+        return None
+    where = _CHAT_APPS.get(str(app), str(app))
+    user, channel = labels.get(CHAT_USER_LABEL), labels.get(CHAT_CHANNEL_LABEL)
+    said = f"Requested by {user} in {where}" if user else f"Requested in {where}"
+    return f"{said}, channel {channel}" if channel else said

@@ -136,25 +136,35 @@ def require_admin(request: Request, token: str | None) -> JSONResponse | None:
     return None
 
 
+_FOREIGN = frozenset({"params", "clip", "clips"})
+"""Keys whose values are someone else's JSON: their `*_at` fields are kept as written."""
+
+
 def present(value: Any) -> Any:
     """Rows for JSON: `*_at` unix times become ISO 8601, raw bytes are dropped, and a callback
     URL's signed token is cut out (`/webhooks/aimusic/(hidden)`). The API, `--json` and the
     dashboard all show rows through here or `hide_callback_token`, so none prints a token.
     A row model (`receiver.rows`) is its JSON form, which writes its times alike."""
+    return _present(value, times=True)
+
+
+def _present(value: Any, *, times: bool) -> Any:
+    """`present`; `times` is False inside what the provider or a caller wrote (a task's
+    params, a clip), where `continue_at: 30` means seconds into a song, not a date."""
     if isinstance(value, BaseModel):
-        return present(value.model_dump(mode="json"))
+        return _present(value.model_dump(mode="json"), times=times)
     if isinstance(value, dict):
         shown: dict[str, Any] = {}
         for key, item in value.items():
             if isinstance(item, bytes):
                 continue
-            if key.endswith("_at") and isinstance(item, int | float):
+            if times and key.endswith("_at") and isinstance(item, int | float):
                 shown[key] = iso_time(item)
             else:
-                shown[key] = present(item)
+                shown[key] = _present(item, times=times and key not in _FOREIGN)
         return shown
     if isinstance(value, list):
-        return [present(item) for item in value]
+        return [_present(item, times=times) for item in value]
     if isinstance(value, str):
         return hide_callback_token(value)
     return value

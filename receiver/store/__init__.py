@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from receiver.store._connections import is_conflict
 from receiver.store.base import (
     Claim,
     Claimed,
@@ -35,6 +36,7 @@ __all__ = [
     "Router",
     "SqlStore",
     "Store",
+    "is_conflict",
     "open_store",
 ]
 

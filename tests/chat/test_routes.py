@@ -8,14 +8,13 @@ import secrets
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from urllib.parse import urlencode
 
 import httpx
 import pytest
 from nacl.signing import SigningKey
-from slack_sdk.signature import SignatureVerifier
 
-from receiver.chat import not_yet_text, usage
+from receiver.chat import usage
+from receiver.sandbox.slack import signed_request
 from tests.conftest import Relay, new_relay
 
 SLACK_SECRET = "slacksign-LEAKCHECK-" + secrets.token_hex(8)
@@ -68,14 +67,7 @@ def slack_post(
     headers: dict[str, str] | None = None,
 ) -> httpx.Response:
     """POST `form` as Slack does, signed with `secret` at a timestamp `age_s` old."""
-    body = urlencode(form)
-    timestamp = str(int(time.time() - age_s))
-    signature = SignatureVerifier(secret).generate_signature(timestamp=timestamp, body=body)
-    sent = {
-        "Content-Type": "application/x-www-form-urlencoded",
-        "X-Slack-Request-Timestamp": timestamp,
-        "X-Slack-Signature": signature or "",
-    }
+    body, sent = signed_request(secret, form, age_s=age_s)
     if headers is not None:
         sent = {"Content-Type": sent["Content-Type"], **headers}
     return httpx.post(f"{relay.url}{path}", content=body, headers=sent, timeout=10)
@@ -150,18 +142,6 @@ def test_slack_help_answers_the_usage_ephemerally(chat_relay: Relay, text: str) 
     assert "lyrics <idea>" in answer.json()["text"]
 
 
-@pytest.mark.parametrize("text", ["status", "lyrics a lullaby for a sleepy cat"])
-def test_slack_status_and_lyrics_are_not_switched_on_and_submit_nothing(
-    chat_relay: Relay, text: str
-) -> None:
-    """`/song status` and `/song lyrics …` say plainly they are not in this version; no task
-    is created (songs are: see test_slack_flow)."""
-    answer = slack_post(chat_relay, slash(text))
-    assert 200 == answer.status_code
-    assert {"response_type": "ephemeral", "text": not_yet_text("/song")} == answer.json()
-    assert 0 == chat_relay.count("tasks")
-
-
 @pytest.mark.parametrize(
     ("case", "kwargs"),
     [
@@ -201,24 +181,35 @@ def test_discord_ping_is_answered_with_pong(chat_relay: Relay) -> None:
 @pytest.mark.parametrize(
     "options",
     [
-        [{"name": "help", "type": 1}],
-        [{"name": "prompt", "type": 3, "value": "help"}],
+        [{"name": "text", "type": 3, "value": "help"}],
+        [{"name": "text", "type": 3, "value": "  HELP "}],
         [],
     ],
 )
 def test_discord_song_help_is_an_ephemeral_message(
     chat_relay: Relay, options: list[dict[str, object]]
 ) -> None:
-    """`/song help` as a subcommand, as the prompt, or bare: type 4 with the usage, flag 64."""
+    """`/song text:help` or a bare `/song`: type 4 with the usage, flag 64, pinging nobody."""
     answer = discord_post(chat_relay, song(*options))
     assert 200 == answer.status_code, answer.text
-    assert {"type": 4, "data": {"content": usage(), "flags": 64}} == answer.json()
+    data = {"content": usage(), "flags": 64, "allowed_mentions": {"parse": []}}
+    assert {"type": 4, "data": data} == answer.json()
 
 
-def test_discord_other_commands_are_not_switched_on(chat_relay: Relay) -> None:
-    """A prompt gets the ephemeral not-yet message, and no task."""
-    answer = discord_post(chat_relay, song({"name": "prompt", "type": 3, "value": "lofi rain"}))
-    assert {"type": 4, "data": {"content": not_yet_text(), "flags": 64}} == answer.json()
+def test_discord_another_command_is_refused_and_submits_nothing(chat_relay: Relay) -> None:
+    """An interaction for a command this relay did not register gets an ephemeral "only
+    /song", and no task (songs are: see test_discord_flow)."""
+    interaction = {"type": 2, "id": "1", "token": "t", "data": {"name": "dance", "options": []}}
+    answer = discord_post(chat_relay, interaction)
+    assert 200 == answer.status_code
+    assert {
+        "type": 4,
+        "data": {
+            "content": "This relay answers only `/song`.",
+            "flags": 64,
+            "allowed_mentions": {"parse": []},
+        },
+    } == answer.json()
     assert 0 == chat_relay.count("tasks")
 
 

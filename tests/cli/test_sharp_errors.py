@@ -159,7 +159,7 @@ def test_mistyped_type_names_line_handler_and_the_closest_type(tmp_path: Path) -
     line = _one_error_line(done)
     assert "relay.toml:7: handler #2 ('b') key 'type'" in line
     assert "did you mean 'forward'?" in line
-    assert "installed types: apprise, disk, forward, s3, slack" in line
+    assert "installed types: apprise, discord, disk, forward, s3, slack" in line
 
 
 # 5. Library log lines

@@ -1,0 +1,408 @@
+"""The `discord` handler: answer a `/song` interaction with "generating…", then the song.
+
+A song asked for in Discord carries the interaction's token as a task label. For 15 minutes
+that token edits the interaction's original response (`PATCH …/messages/@original`, no bot
+token needed) and posts follow-ups (sonic's second song). After that, or when Discord says
+the webhook is gone (401, or 404 Unknown Webhook), the handler falls back to a channel message
+with the bot token, mentioning the requester. A replay edits the message it made before
+instead of posting twice. What is sent is built in `discord_messages`; httpx does the calls and
+the dispatcher owns retries (a 429's `retry_after` pauses the handler there).
+
+The interaction token is a capability (anyone holding it can post as the app): it is never
+put in a result, an error or a log line, and every URL holding it stays inside this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import weakref
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar, Literal
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from handlers._files import audio_extension, content_type, slugify
+from handlers._text import is_web
+from handlers.base import CHAT_EVENTS, HandlerCheck, HandlerContext, HandlerError, config_secrets
+from handlers.discord_messages import Message, render
+from handlers.discord_seal import unseal
+from receiver.models import Event
+from receiver.states import EventKind
+
+__all__ = ["DISCORD_API", "TOKEN_LIFETIME_S", "DiscordHandler"]
+
+DISCORD_API = "https://discord.com/api/v10"
+TOKEN_LIFETIME_S = 14 * 60
+"""How long an interaction token is used: Discord honours it for 15 minutes, and a minute of
+margin keeps a slow delivery from starting an edit the token no longer allows."""
+_FINAL = frozenset({EventKind.COMPLETED, EventKind.FAILED, EventKind.TIMED_OUT})
+_REMEMBERED = 4096
+"""Interactions whose original response this process knows holds a song (bounded)."""
+_MESSAGE_CHARS = 300
+
+Via = Literal["webhook", "channel"]
+
+
+class _Refused(HandlerError):
+    """Discord answered with an error; `status` and `code` say which, so callers can react."""
+
+    def __init__(self, what: str, status: int, code: int | None, message: str, wait: float | None):
+        retryable = status == 429 or status >= 500
+        said = f"{message} (code {code}, HTTP {status})" if code else f"HTTP {status}"
+        after = f", retry after {wait:g} s" if wait is not None else ""
+        super().__init__(
+            f"discord {what}: {said}{after}",
+            retryable=retryable,
+            retry_after=wait,
+            blame="unavailable" if retryable else "destination",
+        )
+        self.status = status
+        self.code = code
+
+    @property
+    def webhook_gone(self) -> bool:
+        """The interaction webhook cannot be used: its token expired (10015, 50027) or the
+        message to edit was deleted (10008). The channel still can."""
+        return self.status in (401, 404)
+
+
+class DiscordHandler:
+    """Edits the interaction's response into "generating…", then into the finished song."""
+
+    default_events: ClassVar[tuple[str, ...]] = CHAT_EVENTS
+
+    class Config(BaseModel):
+        """Options of one `type = "discord"` entry (the relay adds one for `[chat.discord]`)."""
+
+        model_config = ConfigDict(extra="forbid")
+
+        application_id: str = Field(min_length=1)
+        bot_token: SecretStr
+        api_base_url: str = DISCORD_API
+        """Discord's API, or a stand-in's for tests."""
+        channel_label: str = "chat.channel"
+        """The task label holding the channel id: where the fallback message goes."""
+        requester_label: str = "chat.user"
+        """The task label holding the Discord user id who asked; messages mention only them."""
+        token_label: str = "chat.interaction_token"  # noqa: S105 - a label name
+        time_label: str = "chat.interaction_at"
+        """The task label holding when the interaction arrived (Unix seconds)."""
+        seal_keys: list[SecretStr] = Field(default_factory=list)
+        """Keys that open a sealed token label (`discord_seal`; the relay passes
+        RELAY_SECRET_KEY's). Without any, the label holds the token itself."""
+        token_lifetime_s: int = Field(default=TOKEN_LIFETIME_S, ge=1, le=15 * 60)
+        upload_audio: bool = False
+        upload_max_mb: int = Field(default=20, ge=1, le=1000)
+        lyrics_lines: int = Field(default=4, ge=0, le=50)
+        buttons: bool = True
+        """Regenerate / Extend / Remix under a finished song."""
+        request_timeout_s: int = Field(default=30, ge=1, le=300)
+
+        @field_validator("api_base_url")
+        @classmethod
+        def _web(cls, value: str) -> str:
+            if not is_web(value):
+                raise ValueError("must be an http(s) URL")
+            return value.rstrip("/")
+
+    def __init__(self, name: str, config: DiscordHandler.Config) -> None:
+        self.name = name
+        self.config = config
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._shown: OrderedDict[str, str] = OrderedDict()
+        """Per interaction (task ref), the clip whose final message the original shows. With
+        the lock, it decides which of sonic's two songs takes the original in this process;
+        across processes only the stored `task_results` do, so two relay processes finishing
+        sonic's two songs at the same moment can both edit the original (one song unseen)."""
+
+    async def handle(self, event: Event, ctx: HandlerContext) -> dict[str, Any] | None:
+        """Edit the original response (or post a follow-up, or a channel message)."""
+        if event.kind not in (*_FINAL, EventKind.SUBMITTED, EventKind.STREAMING):
+            return None
+        key = event.task_ref or event.task_id
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        # one interaction's deliveries one at a time in this process: which of sonic's two
+        # songs takes the original response must be decided by one of them, not both
+        async with lock:
+            return await self._handle(event, ctx, key)
+
+    async def _handle(self, event: Event, ctx: HandlerContext, key: str) -> dict[str, Any] | None:
+        earlier = dict(ctx.task_results.get(self.name) or {})
+        owner = self._shown.get(key) or (earlier.get("clip") if earlier.get("final") else None)
+        final = event.kind in _FINAL
+        previous = ctx.previous_result
+        if previous is None and owner is not None and not final:
+            return {"event": event.kind, "skipped": "the song is already shown"}
+        followup = previous is None and owner is not None and owner != event.clip_id
+        upload = await self._upload(event, ctx)
+        message = render(
+            event,
+            requester=self._label(event, self.config.requester_label),
+            lyrics_lines=self.config.lyrics_lines,
+            task_url=ctx.task_url,
+            results=ctx.results,
+            buttons=self.config.buttons,
+            attached=upload[0] if upload else None,
+        )
+        if message is None:
+            return None
+        if previous is not None:
+            result = await self._replay(event, message, upload, dict(previous), ctx)
+        else:
+            reuse = None if followup or earlier.get("final") else earlier
+            result = await self._send(event, message, upload, followup, reuse, ctx)
+        result.update(event=str(event.kind), clip=event.clip_id, final=final)
+        if final and not result.get("followup"):
+            self._remember(key, event.clip_id)
+        return result
+
+    async def _send(
+        self,
+        event: Event,
+        message: Message,
+        upload: tuple[str, bytes, str] | None,
+        followup: bool,
+        earlier: Mapping[str, Any] | None,
+        ctx: HandlerContext,
+    ) -> dict[str, Any]:
+        """Through the interaction webhook while its token lives, else in the channel."""
+        token = self._token(event)
+        if token is not None:
+            base = f"{self._hook(token)}"
+            try:
+                if followup:
+                    sent = await self._call(
+                        "POST", f"{base}?wait=true", message, upload, None, ctx.http
+                    )
+                else:
+                    url = f"{base}/messages/@original"
+                    sent = await self._call("PATCH", url, message, upload, None, ctx.http)
+                return {"via": "webhook", "message_id": sent.get("id"), "followup": followup}
+            except _Refused as exc:
+                if not exc.webhook_gone:
+                    raise
+                ctx.log.info(
+                    "discord interaction token gone; posting in the channel", handler=self.name
+                )
+        channel = self._channel(event)
+        if earlier and earlier.get("via") == "channel" and earlier.get("message_id"):
+            placeholder = f"{self._api}/channels/{channel}/messages/{earlier['message_id']}"
+            try:
+                sent = await self._call("PATCH", placeholder, message, upload, self._bot, ctx.http)
+                return {"via": "channel", "channel_id": channel, "message_id": sent.get("id")}
+            except _Refused as exc:
+                if exc.status != 404:
+                    raise
+        url = f"{self._api}/channels/{channel}/messages"
+        sent = await self._call("POST", url, message, upload, self._bot, ctx.http)
+        return {
+            "via": "channel",
+            "channel_id": channel,
+            "message_id": sent.get("id"),
+            "followup": followup,
+        }
+
+    async def _replay(
+        self,
+        event: Event,
+        message: Message,
+        upload: tuple[str, bytes, str] | None,
+        previous: dict[str, Any],
+        ctx: HandlerContext,
+    ) -> dict[str, Any]:
+        """Edit the message this delivery made before; post anew only if it is gone."""
+        made = str(previous.get("message_id") or "")
+        token = self._token(event)
+        try:
+            if previous.get("via") == "webhook" and token is not None and made:
+                url = f"{self._hook(token)}/messages/{made}"
+                await self._call("PATCH", url, message, upload, None, ctx.http)
+                return {**_kept(previous), "edited": True}
+            if previous.get("via") == "channel" and made and previous.get("channel_id"):
+                url = f"{self._api}/channels/{previous['channel_id']}/messages/{made}"
+                await self._call("PATCH", url, message, upload, self._bot, ctx.http)
+                return {**_kept(previous), "edited": True}
+        except _Refused as exc:
+            if exc.status not in (401, 404):
+                raise
+        ctx.log.info("discord message to edit is gone; posting anew", handler=self.name)
+        channel = self._channel(event)
+        url = f"{self._api}/channels/{channel}/messages"
+        sent = await self._call("POST", url, message, upload, self._bot, ctx.http)
+        return {"via": "channel", "channel_id": channel, "message_id": sent.get("id")}
+
+    async def _upload(self, event: Event, ctx: HandlerContext) -> tuple[str, bytes, str] | None:
+        """The audio to attach (name, bytes, type) when `upload_audio` and it fits, else None."""
+        if not self.config.upload_audio or event.kind != EventKind.COMPLETED:
+            return None
+        if not event.audio_url:
+            return None
+        try:
+            audio = await ctx.spool.fetch(event.audio_url)
+        except HandlerError as exc:
+            if exc.retryable:
+                raise
+            ctx.log.warning("discord audio not attached", handler=self.name, reason=exc.message)
+            return None
+        if audio.size > self.config.upload_max_mb * 1024 * 1024:
+            ctx.log.info(
+                "discord audio linked, not attached: over upload_max_mb",
+                handler=self.name,
+                size=audio.size,
+            )
+            return None
+        name = f"{slugify(event.title)}.{audio_extension(audio)}"
+        data = await asyncio.to_thread(audio.path.read_bytes)
+        return name, data, content_type(audio, name)
+
+    async def _call(
+        self,
+        method: str,
+        url: str,
+        message: Message,
+        upload: tuple[str, bytes, str] | None,
+        headers: Mapping[str, str] | None,
+        http: httpx.AsyncClient,
+    ) -> dict[str, Any]:
+        """One call to Discord; every failure becomes a `HandlerError` that holds no URL."""
+        what = f"{method} {_what(url, self._api)}"
+        body = message.body()
+        timeout = self.config.request_timeout_s
+        try:
+            if upload is None:
+                answer = await http.request(
+                    method, url, json=body, headers=headers, timeout=timeout
+                )
+            else:
+                name, data, kind = upload
+                body["attachments"] = [{"id": 0, "filename": name}]
+                answer = await http.request(
+                    method,
+                    url,
+                    data={"payload_json": json.dumps(body)},
+                    files={"files[0]": (name, data, kind)},
+                    headers=headers,
+                    timeout=timeout,
+                )
+        except httpx.HTTPError as exc:
+            # `from None`: httpx's text can quote the URL, and a webhook URL holds the token
+            raise HandlerError(
+                f"discord {what} unreachable: {type(exc).__name__}", blame="unavailable"
+            ) from None
+        if answer.status_code >= 300:
+            raise _refused(what, answer)
+        try:
+            found = answer.json()
+        except ValueError:
+            return {}
+        return found if isinstance(found, dict) else {}
+
+    async def check(self) -> HandlerCheck:
+        """`GET /applications/@me` with the bot token (posts nothing)."""
+        url = f"{self._api}/applications/@me"
+        try:
+            async with httpx.AsyncClient(timeout=10, trust_env=False) as client:
+                answer = await client.get(url, headers=self._bot)
+        except httpx.HTTPError as exc:
+            return HandlerCheck("fail", f"cannot reach Discord: {type(exc).__name__}")
+        if answer.status_code != 200:
+            return HandlerCheck(
+                "fail",
+                f"Discord answered HTTP {answer.status_code} to GET /applications/@me",
+                "check [chat.discord] bot_token",
+            )
+        return HandlerCheck("ok", "bot token accepted; answers each song's interaction")
+
+    def secrets(self) -> Iterable[str]:
+        """The bot token (interaction tokens come with each task and never leave here)."""
+        return config_secrets(self.config)
+
+    @property
+    def _api(self) -> str:
+        return self.config.api_base_url
+
+    @property
+    def _bot(self) -> dict[str, str]:
+        return {"Authorization": f"Bot {self.config.bot_token.get_secret_value()}"}
+
+    def _hook(self, token: str) -> str:
+        return f"{self._api}/webhooks/{self.config.application_id}/{token}"
+
+    def _token(self, event: Event) -> str | None:
+        """The interaction token while it may still be used, else None (use the channel)."""
+        token = self._label(event, self.config.token_label)
+        if token is not None and self.config.seal_keys:
+            token = unseal(token, [key.get_secret_value() for key in self.config.seal_keys])
+        if token is None:
+            return None
+        try:
+            asked = float(event.labels.get(self.config.time_label, ""))
+        except ValueError:
+            return token  # no time recorded: try it, and Discord's 404 says if it is gone
+        return token if time.time() - asked < self.config.token_lifetime_s else None
+
+    def _channel(self, event: Event) -> str:
+        channel = self._label(event, self.config.channel_label)
+        if channel is None or not channel.isdigit():
+            raise HandlerError(
+                f"discord: the task has no channel id in its {self.config.channel_label!r} "
+                "label, and its interaction token has expired",
+                retryable=False,
+                blame="destination",
+            )
+        return channel
+
+    @staticmethod
+    def _label(event: Event, name: str) -> str | None:
+        value = event.labels.get(name)
+        return (value.strip() or None) if isinstance(value, str) else None
+
+    def _remember(self, key: str, clip_id: str) -> None:
+        self._shown[key] = clip_id
+        self._shown.move_to_end(key)
+        while len(self._shown) > _REMEMBERED:
+            self._shown.popitem(last=False)
+
+
+def _kept(previous: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        k: previous[k] for k in ("via", "channel_id", "message_id", "followup") if k in previous
+    }
+
+
+def _what(url: str, api: str) -> str:
+    """The call's path for an error, with the interaction token cut out."""
+    path = url.removeprefix(api).split("?", 1)[0]
+    parts = path.split("/")
+    if len(parts) > 3 and parts[1] == "webhooks":
+        parts[3] = "(token)"
+    return "/".join(parts)
+
+
+def _refused(what: str, answer: httpx.Response) -> _Refused:
+    """A `_Refused` with Discord's code and message, and a 429's wait (header or body)."""
+    code: int | None = None
+    said = ""
+    wait: float | None = None
+    try:
+        body = answer.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        code = body.get("code") if isinstance(body.get("code"), int) else None
+        said = " ".join(str(body.get("message") or "").split())[:_MESSAGE_CHARS]
+        if isinstance(body.get("retry_after"), int | float):
+            wait = float(body["retry_after"])
+    header = answer.headers.get("Retry-After", "").strip()
+    with contextlib.suppress(ValueError):
+        wait = float(header) if header else wait
+    if answer.status_code not in (429, 503):
+        wait = None
+    return _Refused(what, answer.status_code, code, said, wait)
