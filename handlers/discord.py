@@ -5,30 +5,29 @@ that token edits the interaction's original response (`PATCH …/messages/@origi
 token needed) and posts follow-ups (sonic's second song). After that, or when Discord says
 the webhook is gone (401, or 404 Unknown Webhook), the handler falls back to a channel message
 with the bot token, mentioning the requester. A replay edits the message it made before
-instead of posting twice. What is sent is built in `discord_messages`; httpx does the calls and
-the dispatcher owns retries (a 429's `retry_after` pauses the handler there).
+instead of posting twice. What is sent is built in `discord_messages`, the calls are made in
+`discord_api` (which also turns Discord's refusals into retry decisions), and the dispatcher
+owns retries (a 429's `retry_after` pauses the handler there).
 
 The interaction token is a capability (anyone holding it can post as the app): it is never
-put in a result, an error or a log line, and every URL holding it stays inside this module.
+put in a result, an error or a log line, and every URL holding it is built in `discord_api`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from handlers._files import audio_extension, content_type, slugify
 from handlers._text import is_web
 from handlers.base import CHAT_EVENTS, HandlerCheck, HandlerContext, HandlerError, config_secrets
+from handlers.discord_api import DISCORD_API, DiscordApi, DiscordRefused, Upload
 from handlers.discord_messages import Message, render
 from handlers.discord_seal import unseal
 from receiver.models import Event
@@ -36,39 +35,12 @@ from receiver.states import EventKind
 
 __all__ = ["DISCORD_API", "TOKEN_LIFETIME_S", "DiscordHandler"]
 
-DISCORD_API = "https://discord.com/api/v10"
 TOKEN_LIFETIME_S = 14 * 60
 """How long an interaction token is used: Discord honours it for 15 minutes, and a minute of
 margin keeps a slow delivery from starting an edit the token no longer allows."""
 _FINAL = frozenset({EventKind.COMPLETED, EventKind.FAILED, EventKind.TIMED_OUT})
 _REMEMBERED = 4096
 """Interactions whose original response this process knows holds a song (bounded)."""
-_MESSAGE_CHARS = 300
-
-Via = Literal["webhook", "channel"]
-
-
-class _Refused(HandlerError):
-    """Discord answered with an error; `status` and `code` say which, so callers can react."""
-
-    def __init__(self, what: str, status: int, code: int | None, message: str, wait: float | None):
-        retryable = status == 429 or status >= 500
-        said = f"{message} (code {code}, HTTP {status})" if code else f"HTTP {status}"
-        after = f", retry after {wait:g} s" if wait is not None else ""
-        super().__init__(
-            f"discord {what}: {said}{after}",
-            retryable=retryable,
-            retry_after=wait,
-            blame="unavailable" if retryable else "destination",
-        )
-        self.status = status
-        self.code = code
-
-    @property
-    def webhook_gone(self) -> bool:
-        """The interaction webhook cannot be used: its token expired (10015, 50027) or the
-        message to edit was deleted (10008). The channel still can."""
-        return self.status in (401, 404)
 
 
 class DiscordHandler:
@@ -113,6 +85,9 @@ class DiscordHandler:
     def __init__(self, name: str, config: DiscordHandler.Config) -> None:
         self.name = name
         self.config = config
+        self._api = DiscordApi(
+            config.api_base_url, config.application_id, config.bot_token, config.request_timeout_s
+        )
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._shown: OrderedDict[str, str] = OrderedDict()
         """Per interaction (task ref), the clip whose final message the original shows. With
@@ -167,7 +142,7 @@ class DiscordHandler:
         self,
         event: Event,
         message: Message,
-        upload: tuple[str, bytes, str] | None,
+        upload: Upload | None,
         followup: bool,
         earlier: Mapping[str, Any] | None,
         ctx: HandlerContext,
@@ -175,17 +150,13 @@ class DiscordHandler:
         """Through the interaction webhook while its token lives, else in the channel."""
         token = self._token(event)
         if token is not None:
-            base = f"{self._hook(token)}"
             try:
                 if followup:
-                    sent = await self._call(
-                        "POST", f"{base}?wait=true", message, upload, None, ctx.http
-                    )
+                    sent = await self._api.follow_up(ctx.http, token, message, upload)
                 else:
-                    url = f"{base}/messages/@original"
-                    sent = await self._call("PATCH", url, message, upload, None, ctx.http)
+                    sent = await self._api.edit_original(ctx.http, token, message, upload)
                 return {"via": "webhook", "message_id": sent.get("id"), "followup": followup}
-            except _Refused as exc:
+            except DiscordRefused as exc:
                 if not exc.webhook_gone:
                     raise
                 ctx.log.info(
@@ -193,15 +164,15 @@ class DiscordHandler:
                 )
         channel = self._channel(event)
         if earlier and earlier.get("via") == "channel" and earlier.get("message_id"):
-            placeholder = f"{self._api}/channels/{channel}/messages/{earlier['message_id']}"
             try:
-                sent = await self._call("PATCH", placeholder, message, upload, self._bot, ctx.http)
+                sent = await self._api.edit_channel_message(
+                    ctx.http, channel, str(earlier["message_id"]), message, upload
+                )
                 return {"via": "channel", "channel_id": channel, "message_id": sent.get("id")}
-            except _Refused as exc:
+            except DiscordRefused as exc:
                 if exc.status != 404:
                     raise
-        url = f"{self._api}/channels/{channel}/messages"
-        sent = await self._call("POST", url, message, upload, self._bot, ctx.http)
+        sent = await self._api.post_channel_message(ctx.http, channel, message, upload)
         return {
             "via": "channel",
             "channel_id": channel,
@@ -213,7 +184,7 @@ class DiscordHandler:
         self,
         event: Event,
         message: Message,
-        upload: tuple[str, bytes, str] | None,
+        upload: Upload | None,
         previous: dict[str, Any],
         ctx: HandlerContext,
     ) -> dict[str, Any]:
@@ -222,23 +193,21 @@ class DiscordHandler:
         token = self._token(event)
         try:
             if previous.get("via") == "webhook" and token is not None and made:
-                url = f"{self._hook(token)}/messages/{made}"
-                await self._call("PATCH", url, message, upload, None, ctx.http)
+                await self._api.edit_webhook_message(ctx.http, token, made, message, upload)
                 return {**_kept(previous), "edited": True}
             if previous.get("via") == "channel" and made and previous.get("channel_id"):
-                url = f"{self._api}/channels/{previous['channel_id']}/messages/{made}"
-                await self._call("PATCH", url, message, upload, self._bot, ctx.http)
+                channel = str(previous["channel_id"])
+                await self._api.edit_channel_message(ctx.http, channel, made, message, upload)
                 return {**_kept(previous), "edited": True}
-        except _Refused as exc:
+        except DiscordRefused as exc:
             if exc.status not in (401, 404):
                 raise
         ctx.log.info("discord message to edit is gone; posting anew", handler=self.name)
         channel = self._channel(event)
-        url = f"{self._api}/channels/{channel}/messages"
-        sent = await self._call("POST", url, message, upload, self._bot, ctx.http)
+        sent = await self._api.post_channel_message(ctx.http, channel, message, upload)
         return {"via": "channel", "channel_id": channel, "message_id": sent.get("id")}
 
-    async def _upload(self, event: Event, ctx: HandlerContext) -> tuple[str, bytes, str] | None:
+    async def _upload(self, event: Event, ctx: HandlerContext) -> Upload | None:
         """The audio to attach (name, bytes, type) when `upload_audio` and it fits, else None."""
         if not self.config.upload_audio or event.kind != EventKind.COMPLETED:
             return None
@@ -262,78 +231,13 @@ class DiscordHandler:
         data = await asyncio.to_thread(audio.path.read_bytes)
         return name, data, content_type(audio, name)
 
-    async def _call(
-        self,
-        method: str,
-        url: str,
-        message: Message,
-        upload: tuple[str, bytes, str] | None,
-        headers: Mapping[str, str] | None,
-        http: httpx.AsyncClient,
-    ) -> dict[str, Any]:
-        """One call to Discord; every failure becomes a `HandlerError` that holds no URL."""
-        what = f"{method} {_what(url, self._api)}"
-        body = message.body()
-        timeout = self.config.request_timeout_s
-        try:
-            if upload is None:
-                answer = await http.request(
-                    method, url, json=body, headers=headers, timeout=timeout
-                )
-            else:
-                name, data, kind = upload
-                body["attachments"] = [{"id": 0, "filename": name}]
-                answer = await http.request(
-                    method,
-                    url,
-                    data={"payload_json": json.dumps(body)},
-                    files={"files[0]": (name, data, kind)},
-                    headers=headers,
-                    timeout=timeout,
-                )
-        except httpx.HTTPError as exc:
-            # `from None`: httpx's text can quote the URL, and a webhook URL holds the token
-            raise HandlerError(
-                f"discord {what} unreachable: {type(exc).__name__}", blame="unavailable"
-            ) from None
-        if answer.status_code >= 300:
-            raise _refused(what, answer)
-        try:
-            found = answer.json()
-        except ValueError:
-            return {}
-        return found if isinstance(found, dict) else {}
-
     async def check(self) -> HandlerCheck:
         """`GET /applications/@me` with the bot token (posts nothing)."""
-        url = f"{self._api}/applications/@me"
-        try:
-            async with httpx.AsyncClient(timeout=10, trust_env=False) as client:
-                answer = await client.get(url, headers=self._bot)
-        except httpx.HTTPError as exc:
-            return HandlerCheck("fail", f"cannot reach Discord: {type(exc).__name__}")
-        if answer.status_code != 200:
-            return HandlerCheck(
-                "fail",
-                f"Discord answered HTTP {answer.status_code} to GET /applications/@me",
-                "check [chat.discord] bot_token",
-            )
-        return HandlerCheck("ok", "bot token accepted; answers each song's interaction")
+        return await self._api.check()
 
     def secrets(self) -> Iterable[str]:
         """The bot token (interaction tokens come with each task and never leave here)."""
         return config_secrets(self.config)
-
-    @property
-    def _api(self) -> str:
-        return self.config.api_base_url
-
-    @property
-    def _bot(self) -> dict[str, str]:
-        return {"Authorization": f"Bot {self.config.bot_token.get_secret_value()}"}
-
-    def _hook(self, token: str) -> str:
-        return f"{self._api}/webhooks/{self.config.application_id}/{token}"
 
     def _token(self, event: Event) -> str | None:
         """The interaction token while it may still be used, else None (use the channel)."""
@@ -375,34 +279,3 @@ def _kept(previous: Mapping[str, Any]) -> dict[str, Any]:
     return {
         k: previous[k] for k in ("via", "channel_id", "message_id", "followup") if k in previous
     }
-
-
-def _what(url: str, api: str) -> str:
-    """The call's path for an error, with the interaction token cut out."""
-    path = url.removeprefix(api).split("?", 1)[0]
-    parts = path.split("/")
-    if len(parts) > 3 and parts[1] == "webhooks":
-        parts[3] = "(token)"
-    return "/".join(parts)
-
-
-def _refused(what: str, answer: httpx.Response) -> _Refused:
-    """A `_Refused` with Discord's code and message, and a 429's wait (header or body)."""
-    code: int | None = None
-    said = ""
-    wait: float | None = None
-    try:
-        body = answer.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict):
-        code = body.get("code") if isinstance(body.get("code"), int) else None
-        said = " ".join(str(body.get("message") or "").split())[:_MESSAGE_CHARS]
-        if isinstance(body.get("retry_after"), int | float):
-            wait = float(body["retry_after"])
-    header = answer.headers.get("Retry-After", "").strip()
-    with contextlib.suppress(ValueError):
-        wait = float(header) if header else wait
-    if answer.status_code not in (429, 503):
-        wait = None
-    return _Refused(what, answer.status_code, code, said, wait)

@@ -8,9 +8,8 @@ import dataclasses
 import json
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,14 +18,19 @@ from nacl.signing import SigningKey
 
 from receiver.chat.status import NOTHING
 from receiver.sandbox import create_sandbox_app
-from tests.chat.test_routes import DISCORD_KEY, DISCORD_TOKEN
-from tests.conftest import FAST_SANDBOX, Relay, new_relay
+from tests.chat.helpers import (
+    ACK_LIMIT_S,
+    DISCORD_TOKEN,
+    StartRelay,
+    chat_tasks,
+    discord_post,
+    sandbox_tasks,
+)
+from tests.conftest import FAST_SANDBOX, Relay
 from tests.dashboard.test_dashboard import Admin
 from tests.discord_catcher import DiscordCatcher, Recorded
 from tests.servers import run_asgi
 
-ACK_LIMIT_S = 3.0
-"""Discord shows "the application did not respond" when an interaction waits over 3 s."""
 USER, CHANNEL = "80351110224678912", "1090000000000000001"
 
 CONFIG = """
@@ -34,51 +38,15 @@ CONFIG = """
 public_key = "{key}"
 application_id = "{app}"
 bot_token = "${{DISCORD_BOT_TOKEN}}"
-api_base_url = "{catcher}"
+api_base_url = "{discord}"
 {extra}
 """
 
 
-@pytest.fixture(scope="module")
-def discord() -> Iterator[tuple[DiscordCatcher, str]]:
-    """The Discord stand-in for the module, taking the app's bot token, and its base URL."""
-    catcher = DiscordCatcher(DISCORD_TOKEN)
-    with run_asgi(catcher.app) as url:
-        yield catcher, url
-
-
 @pytest.fixture
-def catcher(discord: tuple[DiscordCatcher, str]) -> DiscordCatcher:
-    """The stand-in with nothing recorded."""
-    discord[0].reset()
-    return discord[0]
-
-
-@pytest.fixture
-def start_relay(
-    tmp_path: Path, discord: tuple[DiscordCatcher, str], sandbox: str
-) -> Iterator[Callable[..., Relay]]:
-    """Factory: a relay with `[chat.discord]` (plus `extra` lines) answering through the
-    stand-in, against `upstream` (the shared sandbox unless given); stopped at the end."""
-    started: list[Relay] = []
-
-    def start(upstream: str = sandbox, extra: str = "") -> Relay:
-        workdir = tmp_path / f"relay{len(started)}"
-        workdir.mkdir()
-        config = CONFIG.format(
-            key=DISCORD_KEY.verify_key.encode().hex(),
-            app=discord[0].application_id,
-            catcher=discord[1],
-            extra=extra,
-        )
-        env = {"DISCORD_BOT_TOKEN": DISCORD_TOKEN, "RELAY_LOG_LEVEL": "debug"}
-        relay = new_relay(workdir, upstream, config, **env)
-        started.append(relay)
-        return relay.start()
-
-    yield start
-    for relay in started:
-        relay.stop()
+def relay_env() -> dict[str, str]:
+    """Every relay here logs at debug: the leak checks read everything it says."""
+    return {"RELAY_LOG_LEVEL": "debug"}
 
 
 def new_token() -> str:
@@ -114,27 +82,6 @@ def interaction(
     }
 
 
-def post(
-    relay: Relay,
-    body: dict[str, Any],
-    *,
-    key: SigningKey = DISCORD_KEY,
-    age_s: float = 0,
-    headers: dict[str, str] | None = None,
-) -> httpx.Response:
-    """POST `body` as Discord does: Ed25519 over timestamp + raw body, `age_s` old."""
-    raw = json.dumps(body).encode()
-    timestamp = str(int(time.time() - age_s))
-    signature = key.sign(timestamp.encode() + raw).signature.hex()
-    sent = {"X-Signature-Ed25519": signature, "X-Signature-Timestamp": timestamp}
-    return httpx.post(
-        f"{relay.url}/chat/discord/interactions",
-        content=raw,
-        headers={"Content-Type": "application/json", **(sent if headers is None else headers)},
-        timeout=10,
-    )
-
-
 def hook_requests(catcher: DiscordCatcher, token: str) -> list[Recorded]:
     """The interaction webhook requests for `token`, in order."""
     return [r for r in catcher.sent() if f"/{token}" in r.path]
@@ -160,21 +107,8 @@ def song_shown(catcher: DiscordCatcher, token: str) -> dict[str, Any]:
     return dict(wait_until(done, "the song in the original response"))
 
 
-def sandbox_tasks(upstream: str, prompt: str) -> list[dict[str, Any]]:
-    """The sandbox's tasks asked for with `prompt` (producer's `sound` or sonic's
-    description)."""
-    tasks = httpx.get(f"{upstream}/sandbox/tasks", timeout=5).json()
-    asked = ("sound", "gpt_description_prompt")
-    return [t for t in tasks if prompt in [(t.get("prompt") or {}).get(key) for key in asked]]
-
-
-def chat_tasks(relay: Relay) -> list[dict[str, Any]]:
-    """The relay's tasks asked for from Discord, through the admin API."""
-    answer = httpx.get(
-        f"{relay.url}/api/tasks", params={"label": "chat:discord"}, headers=relay.admin, timeout=10
-    )
-    assert 200 == answer.status_code, answer.text
-    return list(answer.json())
+ASKED = ("sound", "gpt_description_prompt")
+"""The prompt fields a song is asked with: producer's `sound`, sonic's description."""
 
 
 def transcript(text: str, ack: dict[str, Any], took: float, catcher: DiscordCatcher) -> str:
@@ -193,25 +127,25 @@ def transcript(text: str, ack: dict[str, Any], took: float, catcher: DiscordCatc
 
 
 def test_a_song_command_is_deferred_then_the_original_becomes_the_song(
-    start_relay: Callable[..., Relay], catcher: DiscordCatcher, sandbox: str
+    start_relay: StartRelay, discord_catcher: DiscordCatcher, sandbox: str
 ) -> None:
     """`/song text:rainy guild hall blues` is answered with a deferred response within 3 s, makes
     one task upstream, and the original response is edited into "Generating… requested by"
     and then into the finished song (embed, buttons, a ping for the requester only)."""
-    relay = start_relay()
+    relay = start_relay(CONFIG)
     token = new_token()
     started = time.monotonic()
-    answer = post(relay, interaction("rainy guild hall blues", token))
+    answer = discord_post(relay, interaction("rainy guild hall blues", token))
     took = time.monotonic() - started
     assert (200, {"type": 5}) == (answer.status_code, answer.json())
     assert took < ACK_LIMIT_S
-    shown = song_shown(catcher, token)
-    generating, *_, last = [r for r in hook_requests(catcher, token) if r.method == "PATCH"]
+    shown = song_shown(discord_catcher, token)
+    generating, *_, last = [r for r in hook_requests(discord_catcher, token) if r.method == "PATCH"]
     assert (
         "🎵 Generating “rainy guild hall blues” — requested by <@80351110224678912>"
         == (generating.body["content"])
     )
-    [task] = chat_tasks(relay)
+    [task] = chat_tasks(relay, "discord")
     assert {
         "chat": "discord",
         "chat.channel": CHANNEL,
@@ -229,49 +163,51 @@ def test_a_song_command_is_deferred_then_the_original_becomes_the_song(
     assert ["🔁 Regenerate"] == [b["label"] for b in row["components"]][:1]
     assert all(b["custom_id"].startswith("song:") for b in row["components"])
     assert last.path.endswith("/messages/@original")
-    assert 1 == len(sandbox_tasks(sandbox, "rainy guild hall blues"))
-    assert [] == catcher.sent(f"/channels/{CHANNEL}/messages")
-    print("\n" + transcript("rainy guild hall blues", answer.json(), took, catcher))
+    assert 1 == len(sandbox_tasks(sandbox, "rainy guild hall blues", ASKED))
+    assert [] == discord_catcher.sent(f"/channels/{CHANNEL}/messages")
+    print("\n" + transcript("rainy guild hall blues", answer.json(), took, discord_catcher))
 
 
 def test_credits_status_and_lyrics_answer_the_asker_alone(
-    start_relay: Callable[..., Relay], catcher: DiscordCatcher
+    start_relay: StartRelay, discord_catcher: DiscordCatcher
 ) -> None:
     """`credits` and `status` are ephemeral messages at once; `lyrics <idea>` is an ephemeral
     deferred answer that the written lyrics replace. No task is made for any of them."""
-    relay = start_relay()
-    credits = post(relay, interaction("credits", new_token())).json()
+    relay = start_relay(CONFIG)
+    credits = discord_post(relay, interaction("credits", new_token())).json()
     assert (4, 64) == (credits["type"], credits["data"]["flags"])
     assert credits["data"]["content"].startswith("Credits left: ")
-    status = post(relay, interaction("status", new_token())).json()
+    status = discord_post(relay, interaction("status", new_token())).json()
     assert (4, NOTHING) == (status["type"], status["data"]["content"])
     token = new_token()
-    lyrics = post(relay, interaction("lyrics a lullaby for a sleepy cat", token)).json()
+    lyrics = discord_post(relay, interaction("lyrics a lullaby for a sleepy cat", token)).json()
     assert {"type": 5, "data": {"flags": 64}} == lyrics
 
     def written() -> dict[str, Any] | None:
-        found = catcher.original(token)
+        found = discord_catcher.original(token)
         return found if found and found.get("content") else None
 
     said = wait_until(written, "the lyrics in the original response")["content"]
     assert said.startswith("📝 “")
     assert "&amp;" not in said and "&lt;" not in said  # Slack's escaping is undone for Discord
-    assert [] == chat_tasks(relay)
+    assert [] == chat_tasks(relay, "discord")
 
 
 def test_an_upstream_refusal_edits_the_original_with_the_reason(
-    start_relay: Callable[..., Relay], catcher: DiscordCatcher
+    start_relay: StartRelay, discord_catcher: DiscordCatcher
 ) -> None:
     """An account out of credits: the command is deferred, then the provider's reason replaces
     the original response ("thinking…"); nothing else is posted."""
     broke = dataclasses.replace(FAST_SANDBOX, credits=0)
     with run_asgi(create_sandbox_app(broke)) as upstream:
-        relay = start_relay(upstream)
+        relay = start_relay(CONFIG, upstream)
         token = new_token()
-        assert {"type": 5} == post(relay, interaction("a song we cannot afford", token)).json()
+        assert {"type": 5} == discord_post(
+            relay, interaction("a song we cannot afford", token)
+        ).json()
 
         def told() -> dict[str, Any] | None:
-            found = catcher.original(token)
+            found = discord_catcher.original(token)
             return found if found and found.get("content") else None
 
         original = wait_until(told, "the refusal in the original response")
@@ -279,23 +215,26 @@ def test_an_upstream_refusal_edits_the_original_with_the_reason(
     assert reason.startswith("The song was not made: ")
     assert "The remaining credits are not enough" in reason
     assert {"parse": []} == original["allowed_mentions"]
-    assert [] == catcher.sent(f"/channels/{CHANNEL}/messages")
+    assert [] == discord_catcher.sent(f"/channels/{CHANNEL}/messages")
     assert token not in relay.log()
 
 
 def test_a_song_that_fails_upstream_shows_the_reason_in_the_original(
-    start_relay: Callable[..., Relay], catcher: DiscordCatcher
+    start_relay: StartRelay, discord_catcher: DiscordCatcher
 ) -> None:
     """The provider takes the song and then fails it (the sandbox's `#fail`): the original
     response, which said "generating…", now says it failed and why, naming the requester."""
-    relay = start_relay()
+    relay = start_relay(CONFIG)
     token = new_token()
-    assert {"type": 5} == post(relay, interaction("a doomed ballad #fail", token)).json()
-    [task] = wait_until(lambda: chat_tasks(relay), "the task")
+    assert {"type": 5} == discord_post(relay, interaction("a doomed ballad #fail", token)).json()
+    [task] = wait_until(lambda: chat_tasks(relay, "discord"), "the task")
     detail = relay.wait_settled(task["id"])
     [failed] = [e for e in detail["events"] if e["kind"] == "song.failed"]
     shown = wait_until(
-        lambda: "failed" in str((catcher.original(token) or {}).get("content")) and catcher,
+        lambda: (
+            "failed" in str((discord_catcher.original(token) or {}).get("content"))
+            and discord_catcher
+        ),
         "the failure in the original response",
     ).original(token)
     assert shown["content"].startswith("⚠️ “")
@@ -306,20 +245,21 @@ def test_a_song_that_fails_upstream_shows_the_reason_in_the_original(
 
 
 def test_sonic_sends_the_second_song_as_a_follow_up(
-    start_relay: Callable[..., Relay], catcher: DiscordCatcher
+    start_relay: StartRelay, discord_catcher: DiscordCatcher
 ) -> None:
     """`--sonic` makes two songs: the first takes the original response, the second arrives
     as one follow-up through the interaction webhook."""
-    relay = start_relay()
+    relay = start_relay(CONFIG)
     token = new_token()
-    assert {"type": 5} == post(relay, interaction("--sonic two sea shanties", token)).json()
-    [task] = wait_until(lambda: chat_tasks(relay), "the task")
+    assert {"type": 5} == discord_post(relay, interaction("--sonic two sea shanties", token)).json()
+    [task] = wait_until(lambda: chat_tasks(relay, "discord"), "the task")
     detail = relay.wait_settled(task["id"])
     clips = {e["clip_id"] for e in detail["events"] if e["kind"] == "song.completed"}
     assert 2 == len(clips)
-    original = song_shown(catcher, token)
+    original = song_shown(discord_catcher, token)
     followups = wait_until(
-        lambda: [r for r in hook_requests(catcher, token) if r.method == "POST"], "a follow-up"
+        lambda: [r for r in hook_requests(discord_catcher, token) if r.method == "POST"],
+        "a follow-up",
     )
     [followup] = followups
     assert "is ready" in followup.body["content"]
@@ -334,19 +274,19 @@ def test_sonic_sends_the_second_song_as_a_follow_up(
 
 
 def test_an_expired_token_falls_back_to_a_channel_message_with_the_bot_token(
-    start_relay: Callable[..., Relay], catcher: DiscordCatcher
+    start_relay: StartRelay, discord_catcher: DiscordCatcher
 ) -> None:
     """Discord forgot the interaction token (404 Unknown Webhook): "generating…" and then the
     song go to the channel with the bot token instead, mentioning the requester."""
-    relay = start_relay()
+    relay = start_relay(CONFIG)
     token = new_token()
-    catcher.expire(token)
-    assert {"type": 5} == post(relay, interaction("a song after the token", token)).json()
+    discord_catcher.expire(token)
+    assert {"type": 5} == discord_post(relay, interaction("a song after the token", token)).json()
 
     def in_channel() -> dict[str, Any] | None:
         found = [
             m
-            for m in catcher.messages.values()
+            for m in discord_catcher.messages.values()
             if m.get("channel_id") == CHANNEL and "is ready" in str(m.get("content"))
         ]
         return found[0] if found else None
@@ -354,28 +294,30 @@ def test_an_expired_token_falls_back_to_a_channel_message_with_the_bot_token(
     message = wait_until(in_channel, "the song in the channel")
     assert message["content"].endswith("is ready — requested by <@80351110224678912>")
     assert {"parse": [], "users": [USER]} == message["allowed_mentions"]
-    channel = [r for r in catcher.sent() if r.path.startswith("/channels/")]
+    channel = [r for r in discord_catcher.sent() if r.path.startswith("/channels/")]
     assert ["POST", "PATCH"] == [r.method for r in channel]  # "generating…", then the song
     assert {f"Bot {DISCORD_TOKEN}"} == {r.headers["authorization"] for r in channel}
-    assert hook_requests(catcher, token), "the webhook was tried first"
-    assert catcher.original(token) is None
+    assert hook_requests(discord_catcher, token), "the webhook was tried first"
+    assert discord_catcher.original(token) is None
 
 
 def test_a_429_is_retried_after_its_retry_after(
-    start_relay: Callable[..., Relay], catcher: DiscordCatcher
+    start_relay: StartRelay, discord_catcher: DiscordCatcher
 ) -> None:
     """Discord rate-limits the song's edit (429, retry after 2 s): the outbox tries again not
     sooner than asked, and the song is shown once."""
-    relay = start_relay()
+    relay = start_relay(CONFIG)
     token = new_token()
 
     def is_song(recorded: Recorded) -> bool:
         return "is ready" in str((recorded.body or {}).get("content"))
 
-    catcher.fail_next(1, 429, retry_after=2, only=is_song)
-    assert {"type": 5} == post(relay, interaction("a song Discord slows down", token)).json()
-    song_shown(catcher, token)
-    [task] = chat_tasks(relay)
+    discord_catcher.fail_next(1, 429, retry_after=2, only=is_song)
+    assert {"type": 5} == discord_post(
+        relay, interaction("a song Discord slows down", token)
+    ).json()
+    song_shown(discord_catcher, token)
+    [task] = chat_tasks(relay, "discord")
 
     def delivery() -> dict[str, Any] | None:
         found = [
@@ -392,26 +334,26 @@ def test_a_429_is_retried_after_its_retry_after(
     assert "HTTP 429" in first["error"] and "retry after 2 s" in first["error"]
     waited = _seconds(second["started_at"]) - _seconds(first["finished_at"])
     assert waited >= 2 - 0.05
-    assert 2 == len([r for r in hook_requests(catcher, token) if is_song(r)])
+    assert 2 == len([r for r in hook_requests(discord_catcher, token) if is_song(r)])
 
 
 def test_a_role_allow_list_refuses_with_no_upstream_call(
-    start_relay: Callable[..., Relay], catcher: DiscordCatcher, sandbox: str
+    start_relay: StartRelay, discord_catcher: DiscordCatcher, sandbox: str
 ) -> None:
     """With `allowed_roles`, a member without one of them gets an ephemeral refusal saying
     why; nothing reaches the sandbox or the stand-in. A member with the role is deferred."""
-    relay = start_relay(extra='allowed_roles = ["1070000000000000001"]')
-    refused = post(relay, interaction("a song without the role", new_token(), roles=("9",)))
+    relay = start_relay(CONFIG, extra='allowed_roles = ["1070000000000000001"]')
+    refused = discord_post(relay, interaction("a song without the role", new_token(), roles=("9",)))
     assert 200 == refused.status_code
     body = refused.json()
     assert (4, 64) == (body["type"], body["data"]["flags"])
     assert "role" in body["data"]["content"]
     allowed = interaction("a song with the role", new_token(), roles=("1070000000000000001",))
-    assert {"type": 5} == post(relay, allowed).json()
-    wait_until(lambda: chat_tasks(relay), "the allowed song's task")
+    assert {"type": 5} == discord_post(relay, allowed).json()
+    wait_until(lambda: chat_tasks(relay, "discord"), "the allowed song's task")
     time.sleep(0.3)  # a refused submission, were there one, would have reached the sandbox
-    assert [] == sandbox_tasks(sandbox, "a song without the role")
-    assert 1 == len(chat_tasks(relay))
+    assert [] == sandbox_tasks(sandbox, "a song without the role", ASKED)
+    assert 1 == len(chat_tasks(relay, "discord"))
 
 
 @pytest.mark.parametrize(
@@ -423,39 +365,41 @@ def test_a_role_allow_list_refuses_with_no_upstream_call(
     ],
 )
 def test_an_unsigned_or_stale_command_is_refused_and_submits_nothing(
-    start_relay: Callable[..., Relay],
-    catcher: DiscordCatcher,
+    start_relay: StartRelay,
+    discord_catcher: DiscordCatcher,
     sandbox: str,
     case: str,
     kwargs: dict[str, Any],
 ) -> None:
     """A command signed with another key, unsigned, or signed six minutes ago (a replay of a
     recorded one) is 401 `bad_signature`: no task in the relay or the sandbox."""
-    relay = start_relay()
+    relay = start_relay(CONFIG)
     prompt = f"forged song of the night ({case})"
-    answer = post(relay, interaction(prompt, new_token()), **kwargs)
+    answer = discord_post(relay, interaction(prompt, new_token()), **kwargs)
     assert (401, "bad_signature") == (answer.status_code, answer.json()["error"]), case
     time.sleep(0.2)
-    assert [] == chat_tasks(relay)
-    assert [] == sandbox_tasks(sandbox, prompt)
-    assert [] == catcher.sent()
+    assert [] == chat_tasks(relay, "discord")
+    assert [] == sandbox_tasks(sandbox, prompt, ASKED)
+    assert [] == discord_catcher.sent()
 
 
 def test_the_interaction_token_never_shows_in_logs_dashboard_or_api(
-    start_relay: Callable[..., Relay], catcher: DiscordCatcher
+    start_relay: StartRelay, discord_catcher: DiscordCatcher
 ) -> None:
     """After a whole conversation (help, credits, status, a song with its audio attached) at
     debug level, the interaction token is in no log line, no API answer and no dashboard
     page, though the reply handler used it; nor is the bot token."""
-    relay = start_relay(extra="upload_audio = true")
+    relay = start_relay(CONFIG, extra="upload_audio = true")
     for text in ("help", "credits", "status"):
-        assert 4 == post(relay, interaction(text, new_token())).json()["type"]
+        assert 4 == discord_post(relay, interaction(text, new_token())).json()["type"]
     token = new_token()
-    assert {"type": 5} == post(relay, interaction("a song that keeps secrets", token)).json()
-    song_shown(catcher, token)
-    [task] = chat_tasks(relay)
+    assert {"type": 5} == discord_post(
+        relay, interaction("a song that keeps secrets", token)
+    ).json()
+    song_shown(discord_catcher, token)
+    [task] = chat_tasks(relay, "discord")
     detail = relay.wait_settled(task["id"])
-    attached = [r for r in hook_requests(catcher, token) if r.files]
+    attached = [r for r in hook_requests(discord_catcher, token) if r.files]
     assert attached and attached[-1].files[0].field == "files[0]", "the audio was attached"
     assert attached[-1].body["attachments"][0]["filename"].endswith(".wav")
     api = httpx.get(f"{relay.url}/api/tasks/{task['id']}", headers=relay.admin, timeout=10)
@@ -503,46 +447,50 @@ def buttons_of(message: dict[str, Any]) -> dict[str, str]:
 def a_finished_song(relay: Relay, catcher: DiscordCatcher, text: str) -> dict[str, Any]:
     """Ask for `text` and wait for the song in the original response; that message."""
     token = new_token()
-    assert {"type": 5} == post(relay, interaction(text, token)).json()
+    assert {"type": 5} == discord_post(relay, interaction(text, token)).json()
     shown = song_shown(catcher, token)
-    [task] = [t for t in chat_tasks(relay) if t["prompt"] == text.removeprefix("--sonic ")]
+    [task] = [
+        t for t in chat_tasks(relay, "discord") if t["prompt"] == text.removeprefix("--sonic ")
+    ]
     relay.wait_settled(task["id"])
     return shown
 
 
 def test_regenerate_makes_one_new_task_however_often_it_is_clicked(
-    start_relay: Callable[..., Relay], catcher: DiscordCatcher, sandbox: str
+    start_relay: StartRelay, discord_catcher: DiscordCatcher, sandbox: str
 ) -> None:
     """Regenerate is answered with a new deferred message that becomes the new song; a second
     click of the same button (a double click) is told "already asked for" ephemerally and
     sends nothing upstream."""
-    relay = start_relay()
-    song = a_finished_song(relay, catcher, "a song worth making twice")
+    relay = start_relay(CONFIG)
+    song = a_finished_song(relay, discord_catcher, "a song worth making twice")
     regenerate = buttons_of(song)["🔁 Regenerate"]
     token = new_token()
-    assert {"type": 5} == post(relay, click(regenerate, token)).json()
-    again = post(relay, click(regenerate, new_token())).json()
+    assert {"type": 5} == discord_post(relay, click(regenerate, token)).json()
+    again = discord_post(relay, click(regenerate, new_token())).json()
     assert (4, 64) == (again["type"], again["data"]["flags"])
     assert again["data"]["content"].startswith("That was already asked for")
-    remade = song_shown(catcher, token)
+    remade = song_shown(discord_catcher, token)
     assert remade["content"].endswith("is ready — requested by <@80351110224678912>")
-    assert 2 == len(chat_tasks(relay))
-    assert 2 == len(sandbox_tasks(sandbox, "a song worth making twice"))
+    assert 2 == len(chat_tasks(relay, "discord"))
+    assert 2 == len(sandbox_tasks(sandbox, "a song worth making twice", ASKED))
 
 
 def test_extend_continues_the_sonic_clip_as_one_new_task(
-    start_relay: Callable[..., Relay], catcher: DiscordCatcher, sandbox: str
+    start_relay: StartRelay, discord_catcher: DiscordCatcher, sandbox: str
 ) -> None:
     """Extend under a sonic song submits `extend_music` from that clip at its end."""
-    relay = start_relay()
-    song = a_finished_song(relay, catcher, "--sonic a shanty that goes on")
+    relay = start_relay(CONFIG)
+    song = a_finished_song(relay, discord_catcher, "--sonic a shanty that goes on")
     extend = buttons_of(song)["⏩ Extend"]
     clip_id = extend.rsplit(":", 1)[-1]
     token = new_token()
-    assert {"type": 5} == post(relay, click(extend, token)).json()
-    extended = song_shown(catcher, token)
+    assert {"type": 5} == discord_post(relay, click(extend, token)).json()
+    extended = song_shown(discord_catcher, token)
     assert "is ready" in extended["content"]
-    [extend_task] = [t for t in chat_tasks(relay) if t["params"]["task_type"] == "extend_music"]
+    [extend_task] = [
+        t for t in chat_tasks(relay, "discord") if t["params"]["task_type"] == "extend_music"
+    ]
     assert "sonic" == extend_task["family"]
     done = relay.wait_settled(extend_task["id"])
     upstream = httpx.get(
@@ -552,18 +500,18 @@ def test_extend_continues_the_sonic_clip_as_one_new_task(
     ).json()
     for made in upstream["data"]:  # as the provider received it
         assert ("extend_music", clip_id) == (made["task_type"], made["continue_clip_id"])
-    assert 2 == len(chat_tasks(relay))
+    assert 2 == len(chat_tasks(relay, "discord"))
 
 
 def test_remix_asks_for_a_style_in_a_modal_then_makes_one_task(
-    start_relay: Callable[..., Relay], catcher: DiscordCatcher
+    start_relay: StartRelay, discord_catcher: DiscordCatcher
 ) -> None:
     """Remix answers with a modal (type 9) asking for the style; its submission (type 5
     interaction) is deferred and becomes the remixed song; an empty style submits nothing."""
-    relay = start_relay()
-    song = a_finished_song(relay, catcher, "a song to sing another way")
+    relay = start_relay(CONFIG)
+    song = a_finished_song(relay, discord_catcher, "a song to sing another way")
     remix = buttons_of(song)["🎨 Remix"]
-    modal = post(relay, click(remix, new_token())).json()
+    modal = discord_post(relay, click(remix, new_token())).json()
     assert 9 == modal["type"]
     assert remix == modal["data"]["custom_id"]
     [row] = modal["data"]["components"]
@@ -574,16 +522,20 @@ def test_remix_asks_for_a_style_in_a_modal_then_makes_one_task(
         body["type"] = 5
         field = {"type": 4, "custom_id": "style", "value": style}
         body["data"] = {"custom_id": remix, "components": [{"type": 1, "components": [field]}]}
-        return post(relay, body).json()
+        return discord_post(relay, body).json()
 
     empty = submitted("   ", new_token())
     assert (4, 64) == (empty["type"], empty["data"]["flags"])
-    assert 1 == len(chat_tasks(relay))
+    assert 1 == len(chat_tasks(relay, "discord"))
     token = new_token()
     assert {"type": 5} == submitted("bossa nova, soft vocals", token)
-    remixed = song_shown(catcher, token)
+    remixed = song_shown(discord_catcher, token)
     assert "is ready" in remixed["content"]
-    [task] = [t for t in chat_tasks(relay) if t["params"].get("sound") == "bossa nova, soft vocals"]
+    [task] = [
+        t
+        for t in chat_tasks(relay, "discord")
+        if t["params"].get("sound") == "bossa nova, soft vocals"
+    ]
     assert task["params"]["lyrics"]
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from receiver.sandbox.slack import SlackCatcher
-from tests.chat.test_routes import DISCORD_KEY
+from tests.chat.helpers import DISCORD_KEY
 from tests.cli.test_doctor import _by_name, _doctor
 from tests.conftest import Relay, new_relay
 from tests.discord_catcher import DiscordCatcher

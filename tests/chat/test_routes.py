@@ -4,7 +4,6 @@ a PONG, an acknowledgement); the song flow itself is in test_slack_flow."""
 from __future__ import annotations
 
 import json
-import secrets
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,13 +13,17 @@ import pytest
 from nacl.signing import SigningKey
 
 from receiver.chat import usage
-from receiver.sandbox.slack import signed_request
+from tests.chat.helpers import (
+    CHAT_ENV,
+    DISCORD_KEY,
+    DISCORD_TOKEN,
+    SLACK_SECRET,
+    SLACK_TOKEN,
+    discord_post,
+    slack_post,
+)
 from tests.conftest import Relay, new_relay
 
-SLACK_SECRET = "slacksign-LEAKCHECK-" + secrets.token_hex(8)
-SLACK_TOKEN = "xoxb-LEAKCHECK-" + secrets.token_hex(8)
-DISCORD_TOKEN = "discordbot-LEAKCHECK-" + secrets.token_hex(8)
-DISCORD_KEY = SigningKey.generate()
 ROUTES = ("/chat/slack/commands", "/chat/slack/interactions", "/chat/discord/interactions")
 
 CHAT_CONFIG = f"""
@@ -44,53 +47,9 @@ bot_token = "${{DISCORD_BOT_TOKEN}}"
 def chat_relay(tmp_path_factory: pytest.TempPathFactory, sandbox: str) -> Iterator[Relay]:
     """One relay with both chat apps on, their secrets from the environment."""
     workdir = tmp_path_factory.mktemp("chat")
-    relay = new_relay(
-        workdir,
-        sandbox,
-        CHAT_CONFIG,
-        SLACK_SIGNING_SECRET=SLACK_SECRET,
-        SLACK_BOT_TOKEN=SLACK_TOKEN,
-        DISCORD_BOT_TOKEN=DISCORD_TOKEN,
-        RELAY_LOG_LEVEL="debug",
-    ).start()
+    relay = new_relay(workdir, sandbox, CHAT_CONFIG, **CHAT_ENV, RELAY_LOG_LEVEL="debug").start()
     yield relay
     relay.stop()
-
-
-def slack_post(
-    relay: Relay,
-    form: dict[str, str],
-    *,
-    path: str = "/chat/slack/commands",
-    secret: str = SLACK_SECRET,
-    age_s: float = 0,
-    headers: dict[str, str] | None = None,
-) -> httpx.Response:
-    """POST `form` as Slack does, signed with `secret` at a timestamp `age_s` old."""
-    body, sent = signed_request(secret, form, age_s=age_s)
-    if headers is not None:
-        sent = {"Content-Type": sent["Content-Type"], **headers}
-    return httpx.post(f"{relay.url}{path}", content=body, headers=sent, timeout=10)
-
-
-def discord_post(
-    relay: Relay,
-    interaction: dict[str, object],
-    *,
-    key: SigningKey = DISCORD_KEY,
-    headers: dict[str, str] | None = None,
-) -> httpx.Response:
-    """POST `interaction` as Discord does, signed over timestamp + body with `key`."""
-    body = json.dumps(interaction).encode()
-    timestamp = str(int(time.time()))
-    signature = key.sign(timestamp.encode() + body).signature.hex()
-    sent = {"X-Signature-Ed25519": signature, "X-Signature-Timestamp": timestamp}
-    return httpx.post(
-        f"{relay.url}/chat/discord/interactions",
-        content=body,
-        headers={"Content-Type": "application/json", **(sent if headers is None else headers)},
-        timeout=10,
-    )
 
 
 def slash(text: str) -> dict[str, str]:
@@ -257,15 +216,8 @@ def test_no_chat_secret_reaches_the_log(chat_relay: Relay) -> None:
 
 def test_body_over_the_limit_is_refused_before_verification(tmp_path: Path, sandbox: str) -> None:
     """A body over `RELAY_MAX_BODY_BYTES` is 413, as on the webhook route."""
-    relay = new_relay(
-        tmp_path,
-        sandbox,
-        CHAT_CONFIG,
-        SLACK_SIGNING_SECRET=SLACK_SECRET,
-        SLACK_BOT_TOKEN=SLACK_TOKEN,
-        DISCORD_BOT_TOKEN=DISCORD_TOKEN,
-        RELAY_MAX_BODY_BYTES="512",
-    ).start()
+    relay = new_relay(tmp_path, sandbox, CHAT_CONFIG, **CHAT_ENV, RELAY_MAX_BODY_BYTES="512")
+    relay.start()
     try:
         answer = slack_post(relay, slash("x" * 1000))
         assert (413, "too_large") == (answer.status_code, answer.json()["error"])

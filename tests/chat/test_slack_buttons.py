@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,53 +14,28 @@ import pytest
 
 from handlers.chat_buttons import decode
 from receiver.sandbox.slack import WEBHOOK_PATH, SlackCatcher, signed_request
-from tests.chat.test_routes import SLACK_SECRET, SLACK_TOKEN, slack_post
-from tests.chat.test_slack_flow import ACK_LIMIT_S, chat_tasks, command, wait_for
-from tests.conftest import Relay, new_relay
-from tests.servers import run_asgi
+from tests.chat.helpers import (
+    ACK_LIMIT_S,
+    SLACK_SECRET,
+    SLACK_TABLE,
+    SLACK_TOKEN,
+    StartRelay,
+    chat_tasks,
+    command,
+    sandbox_tasks,
+    slack_post,
+    wait_for,
+)
+from tests.conftest import Relay
 
-CONFIG = """
-[chat.slack]
-signing_secret = "${{SLACK_SIGNING_SECRET}}"
-token = "${{SLACK_BOT_TOKEN}}"
-api_base_url = "{catcher}/api"
-user_daily_credits = 20
-"""
+CONFIG = SLACK_TABLE + "user_daily_credits = 20\n"
 INTERACTIONS = "/chat/slack/interactions"
 
 
-@pytest.fixture(scope="module")
-def slack() -> Iterator[tuple[SlackCatcher, str]]:
-    catcher = SlackCatcher(SLACK_TOKEN)
-    with run_asgi(catcher.app) as url:
-        yield catcher, url
-
-
 @pytest.fixture
-def catcher(slack: tuple[SlackCatcher, str]) -> SlackCatcher:
-    slack[0].reset()
-    return slack[0]
-
-
-@pytest.fixture
-def response_url(slack: tuple[SlackCatcher, str]) -> str:
-    """Where the clicker is answered: the stand-in's webhook path, recorded as `webhook`."""
-    return slack[1] + WEBHOOK_PATH
-
-
-@pytest.fixture
-def relay(tmp_path: Path, slack: tuple[SlackCatcher, str], sandbox: str) -> Iterator[Relay]:
+def relay(start_relay: StartRelay) -> Relay:
     """A relay with `[chat.slack]` (20 credits a person a day) posting to the stand-in."""
-    env = {"SLACK_SIGNING_SECRET": SLACK_SECRET, "SLACK_BOT_TOKEN": SLACK_TOKEN}
-    started = new_relay(tmp_path, sandbox, CONFIG.format(catcher=slack[1]), **env).start()
-    yield started
-    started.stop()
-
-
-def sandbox_tasks(upstream: str, text: str) -> list[dict[str, Any]]:
-    """The sandbox's tasks with `text` in any prompt field (sound, lyrics, description)."""
-    tasks = httpx.get(f"{upstream}/sandbox/tasks", timeout=5).json()
-    return [t for t in tasks if text in (t.get("prompt") or {}).values()]
+    return start_relay(CONFIG)
 
 
 def song_buttons(catcher: SlackCatcher, channel: str, count: int) -> list[dict[str, str]]:
@@ -182,7 +155,7 @@ def test_regenerate_makes_one_new_task_and_a_second_click_or_retry_makes_none(
         assert text.startswith("That was already asked for (it is ")
         assert text.endswith("); nothing new was submitted.")
     time.sleep(0.5)  # a second submission, were there one, would have reached the sandbox
-    assert 2 == len(sandbox_tasks(sandbox, prompt))
+    assert 2 == len(sandbox_tasks(sandbox, prompt, fields=None))
     tasks = chat_tasks(relay)
     assert 2 == len(tasks)
     assert {"U1", "U2"} == {t["labels"]["chat.user"] for t in tasks}
@@ -203,7 +176,7 @@ def test_two_concurrent_clicks_submit_once(
     assert 1 == sum(t.startswith("On it:") for t in texts), texts
     assert 4 == sum(t.startswith("That was already asked for") for t in texts), texts
     time.sleep(0.5)
-    assert 2 == len(sandbox_tasks(sandbox, prompt))
+    assert 2 == len(sandbox_tasks(sandbox, prompt, fields=None))
     assert 2 == len(chat_tasks(relay))
 
 
@@ -212,34 +185,25 @@ def test_clicks_on_two_relay_processes_sharing_a_database_submit_once(
     catcher: SlackCatcher,
     sandbox: str,
     response_url: str,
-    tmp_path: Path,
-    slack: tuple[SlackCatcher, str],
+    start_relay: StartRelay,
 ) -> None:
     """The same click reaching two relay processes at once (one database): one task upstream,
     whichever guard stops the rest (the stored task, or the store's key before any create
     call; `test_actions` forces the latter), and no "not made" for the song being made."""
-    env = {"SLACK_SIGNING_SECRET": SLACK_SECRET, "SLACK_BOT_TOKEN": SLACK_TOKEN}
-    second_dir = tmp_path / "second"
-    second_dir.mkdir()
-    config = CONFIG.format(catcher=slack[1])
-    database = relay.env["DATABASE_URL"]
-    second = new_relay(second_dir, sandbox, config, DATABASE_URL=database, **env).start()
-    try:
-        prompt = "two processes one click"
-        [buttons] = ask_song(relay, catcher, prompt, "U1", "C0TWO")
-        payload = click_payload(buttons["regenerate"], "U3", "C0TWO", response_url)
-        with ThreadPoolExecutor(6) as pool:
-            answers = list(pool.map(lambda i: interact((relay, second)[i % 2], payload), range(6)))
-        assert [200] * 6 == [a.status_code for a in answers]
-        texts = told(catcher, 6)
-        time.sleep(1.0)  # any late "was not made" would be told by now
-        assert [] == [t for t in catcher.sent("webhook")[6:]]
-        assert not any("not made" in t for t in texts), texts
-        assert 2 == len(sandbox_tasks(sandbox, prompt))
-        assert 2 == len(chat_tasks(relay))
-        assert "chat song not submitted" not in relay.log() + second.log()
-    finally:
-        second.stop()
+    second = start_relay(CONFIG, DATABASE_URL=relay.env["DATABASE_URL"])
+    prompt = "two processes one click"
+    [buttons] = ask_song(relay, catcher, prompt, "U1", "C0TWO")
+    payload = click_payload(buttons["regenerate"], "U3", "C0TWO", response_url)
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda i: interact((relay, second)[i % 2], payload), range(6)))
+    assert [200] * 6 == [a.status_code for a in answers]
+    texts = told(catcher, 6)
+    time.sleep(1.0)  # any late "was not made" would be told by now
+    assert [] == [t for t in catcher.sent("webhook")[6:]]
+    assert not any("not made" in t for t in texts), texts
+    assert 2 == len(sandbox_tasks(sandbox, prompt, fields=None))
+    assert 2 == len(chat_tasks(relay))
+    assert "chat song not submitted" not in relay.log() + second.log()
 
 
 def test_extend_on_a_sonic_song_makes_one_extend_music_task_from_that_clip(
@@ -276,7 +240,7 @@ def test_extend_on_a_sonic_song_makes_one_extend_music_task_from_that_clip(
         assert ("extend_music", clip_id) == (clip["task_type"], clip["continue_clip_id"])
         assert float(song["clip"]["duration"]) == clip["continue_at"]
     time.sleep(0.3)
-    assert 2 == len(sandbox_tasks(sandbox, prompt))  # the song and its one extension
+    assert 2 == len(sandbox_tasks(sandbox, prompt, fields=None))  # the song and its one extension
     assert 2 == len(chat_tasks(relay))
 
 
@@ -320,9 +284,9 @@ def test_remix_opens_a_modal_then_sings_the_same_lyrics_in_the_new_style(
     assert (200, b"") == (chosen.status_code, chosen.content)
     [on_it] = told(catcher, 1)
     assert on_it.startswith("On it: remixing “") and "— 10 credits;" in on_it
-    [original] = sandbox_tasks(sandbox, prompt)
+    [original] = sandbox_tasks(sandbox, prompt, fields=None)
     deadline = time.monotonic() + 10
-    while not (remixed := sandbox_tasks(sandbox, "Bossa nova, soft vocals")):
+    while not (remixed := sandbox_tasks(sandbox, "Bossa nova, soft vocals", fields=None)):
         assert time.monotonic() < deadline, "the remix never reached the sandbox"
         time.sleep(0.05)
     [remix] = remixed
@@ -344,7 +308,7 @@ def test_a_spent_budget_refuses_a_button_with_no_upstream_call(
         "This costs 15 credits and you have 5 of your 20 daily credits left; resets at 00:00 UTC"
     )
     time.sleep(0.5)
-    assert 1 == len(sandbox_tasks(sandbox, prompt))
+    assert 1 == len(sandbox_tasks(sandbox, prompt, fields=None))
     assert 1 == len(chat_tasks(relay))
 
 
@@ -363,7 +327,7 @@ def test_a_badly_signed_click_is_401_and_submits_nothing(
         assert (401, "bad_signature") == (answer.status_code, answer.json()["error"])
     time.sleep(0.5)
     assert [] == catcher.sent("webhook")
-    assert 1 == len(sandbox_tasks(sandbox, prompt))
+    assert 1 == len(sandbox_tasks(sandbox, prompt, fields=None))
     assert 1 == len(chat_tasks(relay))
 
 

@@ -5,115 +5,40 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
-
-import httpx
-import pytest
 
 from receiver.sandbox import create_sandbox_app
-from receiver.sandbox.slack import WEBHOOK_PATH, Recorded, SlackCatcher
-from tests.chat.test_routes import SLACK_SECRET, SLACK_TOKEN, slack_post
-from tests.conftest import FAST_SANDBOX, Relay, new_relay
+from receiver.sandbox.slack import WEBHOOK_PATH, SlackCatcher
+from tests.chat.helpers import (
+    ACK_LIMIT_S,
+    SLACK_TABLE,
+    StartRelay,
+    chat_tasks,
+    command,
+    sandbox_tasks,
+    slack_post,
+    wait_for,
+)
+from tests.conftest import FAST_SANDBOX
 from tests.servers import run_asgi
 
-ACK_LIMIT_S = 3.0
-"""Slack shows the person an error when a command is not answered within 3 s."""
-
-CONFIG = """
+CONFIG = (
+    """
 [[handlers]]
 name = "disk"
 type = "disk"
 path = "{{workdir}}/songs"
-
-[chat.slack]
-signing_secret = "${{SLACK_SIGNING_SECRET}}"
-token = "${{SLACK_BOT_TOKEN}}"
-api_base_url = "{catcher}/api"
-user_daily_credits = 10
 """
-
-
-@pytest.fixture(scope="module")
-def slack() -> Iterator[tuple[SlackCatcher, str]]:
-    """The Slack stand-in for the module, taking the app's bot token, and its base URL."""
-    catcher = SlackCatcher(SLACK_TOKEN)
-    with run_asgi(catcher.app) as url:
-        yield catcher, url
-
-
-@pytest.fixture
-def catcher(slack: tuple[SlackCatcher, str]) -> SlackCatcher:
-    """The stand-in with nothing recorded."""
-    slack[0].reset()
-    return slack[0]
-
-
-@pytest.fixture
-def start_relay(
-    tmp_path: Path, slack: tuple[SlackCatcher, str], sandbox: str
-) -> Iterator[Callable[..., Relay]]:
-    """Factory: a relay with `[chat.slack]` (10 credits a person a day) posting to the
-    stand-in, against `upstream` (the shared sandbox unless given); stopped at the end."""
-    started: list[Relay] = []
-
-    def start(upstream: str = sandbox) -> Relay:
-        workdir = tmp_path / f"relay{len(started)}"
-        workdir.mkdir()
-        config = CONFIG.format(catcher=slack[1])
-        env = {"SLACK_SIGNING_SECRET": SLACK_SECRET, "SLACK_BOT_TOKEN": SLACK_TOKEN}
-        relay = new_relay(workdir, upstream, config, **env)
-        started.append(relay)
-        return relay.start()
-
-    yield start
-    for relay in started:
-        relay.stop()
-
-
-def command(text: str, user: str, channel: str, response_url: str) -> dict[str, str]:
-    """The form Slack posts for `/song <text>`."""
-    return {
-        "command": "/song",
-        "text": text,
-        "user_id": user,
-        "channel_id": channel,
-        "response_url": response_url,
-    }
-
-
-def sandbox_tasks(upstream: str, sound: str) -> list[dict[str, Any]]:
-    """The sandbox's tasks whose prompt is `sound`."""
-    tasks = httpx.get(f"{upstream}/sandbox/tasks", timeout=5).json()
-    return [t for t in tasks if (t.get("prompt") or {}).get("sound") == sound]
-
-
-def wait_for(catcher: SlackCatcher, method: str, count: int, timeout: float = 30) -> list[Recorded]:
-    """The first `count` requests of `method` the stand-in got, waiting for them."""
-    deadline = time.monotonic() + timeout
-    while len(found := catcher.sent(method)) < count:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{len(found)} {method} of {count} in {timeout} s: {found}")
-        time.sleep(0.05)
-    return found[:count]
-
-
-def chat_tasks(relay: Relay) -> list[dict[str, Any]]:
-    """The relay's tasks asked for from Slack, through the admin API."""
-    answer = httpx.get(
-        f"{relay.url}/api/tasks", params={"label": "chat:slack"}, headers=relay.admin, timeout=10
-    )
-    assert 200 == answer.status_code, answer.text
-    return list(answer.json())
+    + SLACK_TABLE
+    + "user_daily_credits = 10\n"
+)
 
 
 def test_a_song_command_is_acked_then_posted_and_answered_in_its_thread(
-    start_relay: Callable[..., Relay], catcher: SlackCatcher, sandbox: str
+    start_relay: StartRelay, catcher: SlackCatcher, sandbox: str
 ) -> None:
     """`/song rainy office blues` is acknowledged within 3 s, makes one task upstream, posts
     "generating… requested by" in the channel and threads the finished song under it."""
-    relay = start_relay()
+    relay = start_relay(CONFIG)
     started = time.monotonic()
     answer = slack_post(relay, command("rainy office blues", "U1", "C0FLOW", "https://x.invalid"))
     took = time.monotonic() - started
@@ -142,11 +67,11 @@ def test_a_song_command_is_acked_then_posted_and_answered_in_its_thread(
 
 
 def test_a_spent_budget_refuses_with_its_reset_and_sends_nothing_upstream(
-    start_relay: Callable[..., Relay], catcher: SlackCatcher, sandbox: str
+    start_relay: StartRelay, catcher: SlackCatcher, sandbox: str
 ) -> None:
     """With 10 credits a day, a person's second song is refused, saying when the budget
     resets, and the sandbox never sees it."""
-    relay = start_relay()
+    relay = start_relay(CONFIG)
     form = command("budget song for the ledger", "U2", "C0BUDGET", "https://x.invalid")
     assert slack_post(relay, form).json()["text"].startswith("On it:")
     refused = slack_post(relay, form)
@@ -161,13 +86,13 @@ def test_a_spent_budget_refuses_with_its_reset_and_sends_nothing_upstream(
 
 
 def test_an_upstream_refusal_is_told_through_the_response_url(
-    start_relay: Callable[..., Relay], slack: tuple[SlackCatcher, str], catcher: SlackCatcher
+    start_relay: StartRelay, slack: tuple[SlackCatcher, str], catcher: SlackCatcher
 ) -> None:
     """An account out of credits: the command is acknowledged, then the provider's reason
     comes back ephemerally through `response_url`, and nothing is posted in the channel."""
     broke = dataclasses.replace(FAST_SANDBOX, credits=0)
     with run_asgi(create_sandbox_app(broke)) as upstream:
-        relay = start_relay(upstream)
+        relay = start_relay(CONFIG, upstream)
         form = command("a song we cannot afford", "U3", "C0BROKE", slack[1] + WEBHOOK_PATH)
         assert slack_post(relay, form).json()["text"].startswith("On it:")
         [told] = wait_for(catcher, "webhook", 1)
@@ -181,10 +106,10 @@ def test_an_upstream_refusal_is_told_through_the_response_url(
 
 
 def test_a_bad_signature_is_refused_and_submits_nothing(
-    start_relay: Callable[..., Relay], sandbox: str
+    start_relay: StartRelay, sandbox: str
 ) -> None:
     """A command signed with another secret is 401 and makes no task anywhere."""
-    relay = start_relay()
+    relay = start_relay(CONFIG)
     form = command("forged song of the night", "U4", "C0FORGE", "https://x.invalid")
     answer = slack_post(relay, form, secret="not-the-signing-secret")
     assert (401, "bad_signature") == (answer.status_code, answer.json()["error"])
@@ -193,11 +118,11 @@ def test_a_bad_signature_is_refused_and_submits_nothing(
 
 
 def test_a_task_not_asked_for_from_slack_never_reaches_the_slack_app(
-    start_relay: Callable[..., Relay], catcher: SlackCatcher
+    start_relay: StartRelay, catcher: SlackCatcher
 ) -> None:
     """The app's reply handler takes only tasks labelled `chat = "slack"`: a song submitted
     through the API is made and stored, and Slack hears nothing of it."""
-    relay = start_relay()
+    relay = start_relay(CONFIG)
     task = relay.submit("an ordinary api song")
     relay.wait_settled(task["id"])
     assert [] == catcher.sent()

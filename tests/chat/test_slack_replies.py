@@ -5,70 +5,37 @@ in the relay's log. Real servers on loopback: the relay process, the sandbox, th
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from receiver.sandbox.slack import WEBHOOK_PATH, Recorded, SlackCatcher
-from tests.chat.test_routes import SLACK_SECRET, SLACK_TOKEN, slack_post
-from tests.chat.test_slack_flow import chat_tasks, command, wait_for
-from tests.conftest import Relay, new_relay
-from tests.servers import run_asgi
+from tests.chat.helpers import (
+    SLACK_SECRET,
+    SLACK_TABLE,
+    SLACK_TOKEN,
+    StartRelay,
+    ask,
+    command,
+    slack_post,
+    wait_for,
+)
+from tests.conftest import Relay
 
-CONFIG = """
-[chat.slack]
-signing_secret = "${{SLACK_SIGNING_SECRET}}"
-token = "${{SLACK_BOT_TOKEN}}"
-api_base_url = "{catcher}/api"
-upload_audio = true
-"""
-
-
-@pytest.fixture(scope="module")
-def slack() -> Iterator[tuple[SlackCatcher, str]]:
-    catcher = SlackCatcher(SLACK_TOKEN)
-    with run_asgi(catcher.app) as url:
-        yield catcher, url
+CONFIG = SLACK_TABLE + "upload_audio = true\n"
 
 
 @pytest.fixture
-def catcher(slack: tuple[SlackCatcher, str]) -> SlackCatcher:
-    slack[0].reset()
-    return slack[0]
-
-
-@pytest.fixture
-def relay(tmp_path: Path, slack: tuple[SlackCatcher, str], sandbox: str) -> Iterator[Relay]:
+def relay(start_relay: StartRelay) -> Relay:
     """A relay with `[chat.slack]` (uploads on) posting to the stand-in, logging at debug."""
-    config = CONFIG.format(catcher=slack[1])
-    env = {
-        "SLACK_SIGNING_SECRET": SLACK_SECRET,
-        "SLACK_BOT_TOKEN": SLACK_TOKEN,
-        "RELAY_LOG_LEVEL": "debug",
-    }
-    started = new_relay(tmp_path, sandbox, config, **env).start()
-    yield started
-    started.stop()
+    return start_relay(CONFIG, RELAY_LOG_LEVEL="debug")
 
 
 def is_song_reply(recorded: Recorded) -> bool:
     """The finished song's post: a `chat.postMessage` into a thread."""
     return recorded.method == "chat.postMessage" and bool(recorded.body.get("thread_ts"))
-
-
-def ask(relay: Relay, slack: tuple[SlackCatcher, str], prompt: str, channel: str) -> str:
-    """`/song <prompt>` from U1; the task's relay id."""
-    form = command(prompt, "U1", channel, slack[1] + WEBHOOK_PATH)
-    assert slack_post(relay, form).json()["text"].startswith("On it:")
-    deadline = time.monotonic() + 15
-    while not (found := [t for t in chat_tasks(relay) if t["prompt"] == prompt]):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    return str(found[0]["id"])
 
 
 def reply_delivery(relay: Relay, task_id: str, state: str, timeout: float = 30) -> dict[str, Any]:

@@ -5,10 +5,8 @@ the relay process, the sandbox, the Slack stand-in and a media server."""
 from __future__ import annotations
 
 import dataclasses
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,55 +19,14 @@ from starlette.routing import Route
 from handlers.slack import SlackHandler
 from receiver.models import Event
 from receiver.sandbox import create_sandbox_app
-from receiver.sandbox.slack import WEBHOOK_PATH, Recorded, SlackCatcher
-from tests.chat.test_routes import SLACK_SECRET, SLACK_TOKEN, slack_post
-from tests.chat.test_slack_flow import chat_tasks, command, wait_for
-from tests.conftest import FAST_SANDBOX, MakeContext, Relay, new_relay
+from receiver.sandbox.slack import Recorded, SlackCatcher
+from tests.chat.helpers import SLACK_TABLE, SLACK_TOKEN, StartRelay, ask, wait_for
+from tests.conftest import FAST_SANDBOX, MakeContext, Relay
 from tests.servers import run_asgi
 
-CONFIG = """
-[chat.slack]
-signing_secret = "${{SLACK_SIGNING_SECRET}}"
-token = "${{SLACK_BOT_TOKEN}}"
-api_base_url = "{catcher}/api"
-upload_audio = true
-{extra}
-"""
+CONFIG = SLACK_TABLE + "upload_audio = true\n{extra}\n"
 AUDIO = b"RIFF" + bytes(range(256)) * 64
 """What the media server serves: 16 KiB and 4 bytes, recognisable byte for byte."""
-
-
-@pytest.fixture(scope="module")
-def slack() -> Iterator[tuple[SlackCatcher, str]]:
-    catcher = SlackCatcher(SLACK_TOKEN)
-    with run_asgi(catcher.app) as url:
-        yield catcher, url
-
-
-@pytest.fixture
-def catcher(slack: tuple[SlackCatcher, str]) -> SlackCatcher:
-    slack[0].reset()
-    return slack[0]
-
-
-@pytest.fixture
-def start_relay(tmp_path: Path, slack: tuple[SlackCatcher, str]) -> Iterator[Callable[..., Relay]]:
-    """Factory: a relay with `[chat.slack] upload_audio = true` (plus `extra` lines) against
-    `upstream`; stopped at the end."""
-    started: list[Relay] = []
-
-    def start(upstream: str, extra: str = "") -> Relay:
-        workdir = tmp_path / f"relay{len(started)}"
-        workdir.mkdir()
-        config = CONFIG.format(catcher=slack[1], extra=extra)
-        env = {"SLACK_SIGNING_SECRET": SLACK_SECRET, "SLACK_BOT_TOKEN": SLACK_TOKEN}
-        relay = new_relay(workdir, upstream, config, **env)
-        started.append(relay)
-        return relay.start()
-
-    yield start
-    for relay in started:
-        relay.stop()
 
 
 def song_delivery(relay: Relay, task_id: str) -> dict[str, Any]:
@@ -81,26 +38,15 @@ def song_delivery(relay: Relay, task_id: str) -> dict[str, Any]:
     return {"event": event, **delivery}
 
 
-def ask(relay: Relay, slack: tuple[SlackCatcher, str], prompt: str, channel: str) -> str:
-    """`/song <prompt>` from U1 in `channel`; the task's relay id."""
-    form = command(prompt, "U1", channel, slack[1] + WEBHOOK_PATH)
-    assert slack_post(relay, form).json()["text"].startswith("On it:")
-    deadline = time.monotonic() + 15
-    while not (found := [t for t in chat_tasks(relay) if t["prompt"] == prompt]):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    return str(found[0]["id"])
-
-
 def test_the_audio_file_is_uploaded_into_the_songs_thread(
-    start_relay: Callable[..., Relay],
+    start_relay: StartRelay,
     slack: tuple[SlackCatcher, str],
     catcher: SlackCatcher,
     sandbox: str,
 ) -> None:
     """With `upload_audio`, the song's own audio bytes reach Slack through the three upload
     steps and are shared in the thread under "generating…", after the song's reply."""
-    relay = start_relay(sandbox)
+    relay = start_relay(CONFIG, sandbox)
     task_id = ask(relay, slack, "an uploaded harbour song", "C0UPLOAD")
     delivery = song_delivery(relay, task_id)
     generating, reply = wait_for(catcher, "chat.postMessage", 2)
@@ -128,13 +74,13 @@ def test_the_audio_file_is_uploaded_into_the_songs_thread(
 
 
 def test_audio_over_the_cap_is_linked_only_and_the_result_says_why(
-    start_relay: Callable[..., Relay], slack: tuple[SlackCatcher, str], catcher: SlackCatcher
+    start_relay: StartRelay, slack: tuple[SlackCatcher, str], catcher: SlackCatcher
 ) -> None:
     """A 30 s WAV (1.3 MB) with `upload_max_mb = 1`: the song is still answered in its
     thread (with its link), nothing is uploaded, and the delivery's result says why."""
     long_songs = dataclasses.replace(FAST_SANDBOX, audio_seconds=30.0)
     with run_asgi(create_sandbox_app(long_songs)) as upstream:
-        relay = start_relay(upstream, "upload_max_mb = 1")
+        relay = start_relay(CONFIG, upstream, extra="upload_max_mb = 1")
         task_id = ask(relay, slack, "a very long song for the cap", "C0CAP")
         delivery = song_delivery(relay, task_id)
     assert {"skipped": "the audio is 1.3 MB, over upload_max_mb = 1; linked only"} == delivery[

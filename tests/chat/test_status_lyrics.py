@@ -5,67 +5,26 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from receiver.chat.lyrics import lyrics_message
 from receiver.chat.status import NOTHING
 from receiver.models import LyricsResult
 from receiver.sandbox.slack import WEBHOOK_PATH, SlackCatcher
 from receiver.sandbox.words import derive_title, generate_lyrics
-from tests.chat.test_routes import SLACK_SECRET, SLACK_TOKEN, slack_post
-from tests.chat.test_slack_flow import chat_tasks, command, sandbox_tasks, wait_for
-from tests.conftest import Relay, new_relay
-from tests.servers import run_asgi
+from tests.chat.helpers import (
+    SLACK_TABLE,
+    StartRelay,
+    chat_tasks,
+    command,
+    sandbox_tasks,
+    slack_post,
+    wait_for,
+)
 
-CONFIG = """
-[chat.slack]
-signing_secret = "${{SLACK_SIGNING_SECRET}}"
-token = "${{SLACK_BOT_TOKEN}}"
-api_base_url = "{catcher}/api"
-{budget}
-"""
-
-
-@pytest.fixture(scope="module")
-def slack() -> Iterator[tuple[SlackCatcher, str]]:
-    """The Slack stand-in for the module (its webhook path is every command's response_url)."""
-    catcher = SlackCatcher(SLACK_TOKEN)
-    with run_asgi(catcher.app) as url:
-        yield catcher, url
-
-
-@pytest.fixture
-def catcher(slack: tuple[SlackCatcher, str]) -> SlackCatcher:
-    slack[0].reset()
-    return slack[0]
-
-
-@pytest.fixture
-def start_relay(
-    tmp_path: Path, slack: tuple[SlackCatcher, str], sandbox: str
-) -> Iterator[Callable[..., Relay]]:
-    """Factory: a relay with `[chat.slack]` posting to the stand-in; `budget` sets
-    `user_daily_credits` (off without it). Stopped at the end."""
-    started: list[Relay] = []
-
-    def start(budget: int | None = None) -> Relay:
-        workdir = tmp_path / f"relay{len(started)}"
-        workdir.mkdir()
-        line = f"user_daily_credits = {budget}" if budget is not None else ""
-        config = CONFIG.format(catcher=slack[1], budget=line)
-        env = {"SLACK_SIGNING_SECRET": SLACK_SECRET, "SLACK_BOT_TOKEN": SLACK_TOKEN}
-        relay = new_relay(workdir, sandbox, config, **env)
-        started.append(relay)
-        return relay.start()
-
-    yield start
-    for relay in started:
-        relay.stop()
+CONFIG = SLACK_TABLE + "{extra}\n"
 
 
 def lyrics_tasks(upstream: str, idea: str) -> list[dict[str, Any]]:
@@ -82,12 +41,12 @@ def told(catcher: SlackCatcher, count: int = 1) -> list[str]:
 
 
 def test_status_lists_only_the_askers_unfinished_songs(
-    start_relay: Callable[..., Relay], slack: tuple[SlackCatcher, str], catcher: SlackCatcher
+    start_relay: StartRelay, slack: tuple[SlackCatcher, str], catcher: SlackCatcher
 ) -> None:
     """U1 has one song that never finishes and one that did; U2 has one of their own. U1's
     status lists exactly the unfinished one, U2's lists theirs, and someone who asked nothing
     hears that nothing is being made."""
-    relay = start_relay()
+    relay = start_relay(CONFIG)
     url = slack[1] + WEBHOOK_PATH
     for text, user, channel in (
         ("a lighthouse waltz #never", "U1", "C0ONE"),
@@ -118,24 +77,19 @@ def test_status_lists_only_the_askers_unfinished_songs(
 
 
 def test_status_meets_the_allow_lists(
-    tmp_path: Path, slack: tuple[SlackCatcher, str], sandbox: str
+    start_relay: StartRelay, slack: tuple[SlackCatcher, str]
 ) -> None:
     """Status is free but not open: outside the allowed channels it is refused like a song."""
-    config = CONFIG.format(catcher=slack[1], budget='allowed_channels = ["C0OK"]')
-    env = {"SLACK_SIGNING_SECRET": SLACK_SECRET, "SLACK_BOT_TOKEN": SLACK_TOKEN}
-    relay = new_relay(tmp_path, sandbox, config, **env).start()
-    try:
-        url = slack[1] + WEBHOOK_PATH
-        refused = slack_post(relay, command("status", "U1", "C0ELSEWHERE", url)).json()["text"]
-        assert refused.startswith("Songs can't be made in this channel")
-        allowed = slack_post(relay, command("status", "U1", "C0OK", url)).json()["text"]
-        assert NOTHING == allowed
-    finally:
-        relay.stop()
+    relay = start_relay(CONFIG, extra='allowed_channels = ["C0OK"]')
+    url = slack[1] + WEBHOOK_PATH
+    refused = slack_post(relay, command("status", "U1", "C0ELSEWHERE", url)).json()["text"]
+    assert refused.startswith("Songs can't be made in this channel")
+    allowed = slack_post(relay, command("status", "U1", "C0OK", url)).json()["text"]
+    assert NOTHING == allowed
 
 
 def test_lyrics_are_written_once_and_told_through_the_response_url(
-    start_relay: Callable[..., Relay],
+    start_relay: StartRelay,
     slack: tuple[SlackCatcher, str],
     catcher: SlackCatcher,
     sandbox: str,
@@ -143,7 +97,7 @@ def test_lyrics_are_written_once_and_told_through_the_response_url(
     """`/song lyrics <idea>` is acknowledged with its price, makes one lyrics call upstream
     and no task, and the written lyrics come back ephemerally; nothing is posted in the
     channel."""
-    relay = start_relay()
+    relay = start_relay(CONFIG)
     idea = "a lullaby for a drowsy owl"
     form = command(f"lyrics {idea}", "U1", "C0LYRICS", slack[1] + WEBHOOK_PATH)
     answer = slack_post(relay, form)
@@ -165,10 +119,10 @@ def test_lyrics_are_written_once_and_told_through_the_response_url(
 
 
 def test_a_failed_lyrics_task_is_told_as_one_line(
-    start_relay: Callable[..., Relay], slack: tuple[SlackCatcher, str], catcher: SlackCatcher
+    start_relay: StartRelay, slack: tuple[SlackCatcher, str], catcher: SlackCatcher
 ) -> None:
     """The provider's failure comes back as one line with its reason, not a trace."""
-    relay = start_relay()
+    relay = start_relay(CONFIG)
     form = command("lyrics a song that fails #fail", "U1", "C0FAIL", slack[1] + WEBHOOK_PATH)
     assert slack_post(relay, form).json()["text"].startswith("Writing lyrics for")
     [text] = told(catcher)
@@ -179,14 +133,14 @@ def test_a_failed_lyrics_task_is_told_as_one_line(
 
 
 def test_a_spent_budget_refuses_lyrics_with_no_upstream_call(
-    start_relay: Callable[..., Relay],
+    start_relay: StartRelay,
     slack: tuple[SlackCatcher, str],
     catcher: SlackCatcher,
     sandbox: str,
 ) -> None:
     """With 10 credits a day, a song spends them all: lyrics (1 credit) are refused saying
     when the budget resets, and the sandbox never sees the lyrics request."""
-    relay = start_relay(budget=10)
+    relay = start_relay(CONFIG, extra="user_daily_credits = 10")
     url = slack[1] + WEBHOOK_PATH
     song = command("a song that spends the day", "U5", "C0SPEND", url)
     assert slack_post(relay, song).json()["text"].startswith("On it:")
@@ -201,7 +155,7 @@ def test_a_spent_budget_refuses_lyrics_with_no_upstream_call(
 
 
 def test_lyrics_spend_still_counts_after_the_job_has_ended(
-    start_relay: Callable[..., Relay],
+    start_relay: StartRelay,
     slack: tuple[SlackCatcher, str],
     catcher: SlackCatcher,
     sandbox: str,
@@ -209,7 +163,7 @@ def test_lyrics_spend_still_counts_after_the_job_has_ended(
     """Lyrics make no task, so once their job is over only the relay's memory of them is
     left: with 10 credits a day, lyrics (1) then a song (10) is refused, the refusal counting
     the lyrics, and the song is never sent upstream."""
-    relay = start_relay(budget=10)
+    relay = start_relay(CONFIG, extra="user_daily_credits = 10")
     url = slack[1] + WEBHOOK_PATH
     lyrics = command("lyrics a song about budgets", "U6", "C0KEEP", url)
     assert slack_post(relay, lyrics).json()["text"].startswith("Writing lyrics for")

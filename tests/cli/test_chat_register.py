@@ -22,7 +22,7 @@ from receiver.chat.manifest import (
     discord_commands,
     slack_manifest,
 )
-from tests.chat.test_routes import DISCORD_KEY
+from tests.chat.helpers import DISCORD_KEY
 from tests.conftest import REPO
 from tests.discord_catcher import DiscordCatcher
 from tests.servers import free_port, run_asgi
