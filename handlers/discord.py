@@ -9,6 +9,11 @@ instead of posting twice. What is sent is built in `discord_messages`, the calls
 `discord_api` (which also turns Discord's refusals into retry decisions), and the dispatcher
 owns retries (a 429's `retry_after` pauses the handler there).
 
+The audio file (`upload_audio`) is best effort, as Slack's upload is: a failed download, a file
+over `upload_max_mb` (Discord's 10 MiB by default) or Discord refusing it as too large (413,
+code 40005) sends the same message without it (the song is linked) and the result's `upload`
+says why; only the message itself can fail a delivery.
+
 The interaction token is a capability (anyone holding it can post as the app): it is never
 put in a result, an error or a log line, and every URL holding it is built in `discord_api`.
 """
@@ -33,8 +38,13 @@ from handlers.discord_seal import unseal
 from receiver.models import Event
 from receiver.states import EventKind
 
-__all__ = ["DISCORD_API", "TOKEN_LIFETIME_S", "DiscordHandler"]
+__all__ = ["DISCORD_API", "TOKEN_LIFETIME_S", "UPLOAD_MAX_MB", "DiscordHandler"]
 
+MB = 1024 * 1024
+"""upload_max_mb counts mebibytes, as Discord's attachment limit does."""
+UPLOAD_MAX_MB = 10
+"""Discord's attachment limit for a bot in a server without boosts; a larger file is
+answered 413 (code 40005)."""
 TOKEN_LIFETIME_S = 14 * 60
 """How long an interaction token is used: Discord honours it for 15 minutes, and a minute of
 margin keeps a slow delivery from starting an edit the token no longer allows."""
@@ -69,7 +79,8 @@ class DiscordHandler:
         RELAY_SECRET_KEY's). Without any, the label holds the token itself."""
         token_lifetime_s: int = Field(default=TOKEN_LIFETIME_S, ge=1, le=15 * 60)
         upload_audio: bool = False
-        upload_max_mb: int = Field(default=20, ge=1, le=1000)
+        upload_max_mb: int = Field(default=UPLOAD_MAX_MB, ge=1, le=1000)
+        """A larger audio file is linked, not attached (a boosted server allows more)."""
         lyrics_lines: int = Field(default=4, ge=0, le=50)
         buttons: bool = True
         """Regenerate / Extend / Remix under a finished song."""
@@ -116,23 +127,31 @@ class DiscordHandler:
         if previous is None and owner is not None and not final:
             return {"event": event.kind, "skipped": "the song is already shown"}
         followup = previous is None and owner is not None and owner != event.clip_id
-        upload = await self._upload(event, ctx)
-        message = render(
-            event,
-            requester=self._label(event, self.config.requester_label),
-            lyrics_lines=self.config.lyrics_lines,
-            task_url=ctx.task_url,
-            results=ctx.results,
-            buttons=self.config.buttons,
-            attached=upload[0] if upload else None,
-        )
+        upload, note = await self._upload(event, ctx)
+        message = self._render(event, ctx, upload)
         if message is None:
             return None
-        if previous is not None:
-            result = await self._replay(event, message, upload, dict(previous), ctx)
-        else:
-            reuse = None if followup or earlier.get("final") else earlier
-            result = await self._send(event, message, upload, followup, reuse, ctx)
+        reuse = None if followup or earlier.get("final") else earlier
+
+        async def deliver(message: Message, upload: Upload | None) -> dict[str, Any]:
+            if previous is not None:
+                return await self._replay(event, message, upload, dict(previous), ctx)
+            return await self._send(event, message, upload, followup, reuse, ctx)
+
+        try:
+            result = await deliver(message, upload)
+        except DiscordRefused as exc:
+            plain = self._render(event, ctx, None)
+            if upload is None or not exc.too_large or plain is None:
+                raise
+            # The refused call made nothing, so taking the same steps again without the file
+            # still posts or edits one message; the song stays linked in it.
+            said = f"HTTP {exc.status}" + (f", code {exc.code}" if exc.code else "")
+            why = f"Discord refused the {_size(len(upload[1]))} file as too large ({said})"
+            note = _not_attached(ctx, self.name, f"{why}; linked only")
+            result = await deliver(plain, None)
+        if note is not None:
+            result["upload"] = note
         result.update(event=str(event.kind), clip=event.clip_id, final=final)
         if final and not result.get("followup"):
             self._remember(key, event.clip_id)
@@ -207,29 +226,47 @@ class DiscordHandler:
         sent = await self._api.post_channel_message(ctx.http, channel, message, upload)
         return {"via": "channel", "channel_id": channel, "message_id": sent.get("id")}
 
-    async def _upload(self, event: Event, ctx: HandlerContext) -> Upload | None:
-        """The audio to attach (name, bytes, type) when `upload_audio` and it fits, else None."""
+    def _render(self, event: Event, ctx: HandlerContext, upload: Upload | None) -> Message | None:
+        """The message for `event`; its embed names the file when `upload` goes with it."""
+        return render(
+            event,
+            requester=self._label(event, self.config.requester_label),
+            lyrics_lines=self.config.lyrics_lines,
+            task_url=ctx.task_url,
+            results=ctx.results,
+            buttons=self.config.buttons,
+            attached=upload[0] if upload else None,
+        )
+
+    async def _upload(
+        self, event: Event, ctx: HandlerContext
+    ) -> tuple[Upload | None, dict[str, Any] | None]:
+        """The audio to attach (name, bytes, type) when `upload_audio` and it fits, and what
+        happened for the result (None when nothing was to be attached).
+
+        Best effort, as Slack's upload is: a failed download, even a retryable one, sends the
+        song without its file (it is linked) rather than delaying or dead-lettering it."""
         if not self.config.upload_audio or event.kind != EventKind.COMPLETED:
-            return None
+            return None, None
         if not event.audio_url:
-            return None
+            return None, {"skipped": "the song has no audio URL"}
         try:
             audio = await ctx.spool.fetch(event.audio_url)
+            extension = audio_extension(audio)
         except HandlerError as exc:
-            if exc.retryable:
-                raise
-            ctx.log.warning("discord audio not attached", handler=self.name, reason=exc.message)
-            return None
-        if audio.size > self.config.upload_max_mb * 1024 * 1024:
+            return None, _not_attached(ctx, self.name, f"download: {exc.message}")
+        cap = self.config.upload_max_mb
+        if audio.size > cap * MB:
+            size = _size(audio.size)
             ctx.log.info(
-                "discord audio linked, not attached: over upload_max_mb",
-                handler=self.name,
-                size=audio.size,
+                "discord audio over upload_max_mb; linked only", handler=self.name, size=size
             )
-            return None
-        name = f"{slugify(event.title)}.{audio_extension(audio)}"
+            return None, {
+                "skipped": f"the audio is {size}, over upload_max_mb = {cap}; linked only"
+            }
+        name = f"{slugify(event.title)}.{extension}"
         data = await asyncio.to_thread(audio.path.read_bytes)
-        return name, data, content_type(audio, name)
+        return (name, data, content_type(audio, name)), {"file": name, "bytes": audio.size}
 
     async def check(self) -> HandlerCheck:
         """`GET /applications/@me` with the bot token (posts nothing)."""
@@ -273,6 +310,17 @@ class DiscordHandler:
         self._shown.move_to_end(key)
         while len(self._shown) > _REMEMBERED:
             self._shown.popitem(last=False)
+
+
+def _size(count: int) -> str:
+    """A file's size as a person reads it: MB with one decimal, or KB below a tenth of one."""
+    return f"{count / MB:.1f} MB" if count >= MB / 10 else f"{count / 1024:.0f} KB"
+
+
+def _not_attached(ctx: HandlerContext, handler: str, why: str) -> dict[str, Any]:
+    """Log why the audio was not attached; the result's `upload` entry saying so."""
+    ctx.log.warning("discord audio not attached", handler=handler, error=why)
+    return {"failed": why}
 
 
 def _kept(previous: Mapping[str, Any]) -> dict[str, Any]:

@@ -28,6 +28,9 @@ DISCORD_API = "https://discord.com/api/v10"
 _MESSAGE_CHARS = 300
 """How much of Discord's error message an error keeps."""
 
+_TOO_LARGE = 40005
+"""Discord's JSON code for a request (in practice an attachment) over the size it allows."""
+
 Upload = tuple[str, bytes, str]
 """An attachment: file name, bytes, content type."""
 
@@ -53,6 +56,12 @@ class DiscordRefused(HandlerError):
         """The interaction webhook cannot be used: its token expired (10015, 50027) or the
         message to edit was deleted (10008). The channel still can."""
         return self.status in (401, 404)
+
+    @property
+    def too_large(self) -> bool:
+        """Discord refused the request's size (413, code 40005 "Request entity too large"):
+        an attachment over the server's upload limit. Without the file the message goes."""
+        return self.status == 413 or self.code == _TOO_LARGE
 
 
 class DiscordApi:

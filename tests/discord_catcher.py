@@ -7,7 +7,8 @@ interaction webhooks (`PATCH …/messages/@original` or a follow-up's id, `POST`
 or multipart with `payload_json` and `files[n]`) and channel messages with the bot token
 (`POST`/`PATCH /channels/{id}/messages`). An interaction token is good until `expire(token)`,
 then 404 Unknown Webhook (code 10015) as Discord answers after 15 minutes; `fail_next` answers
-the next requests with an error such as 429 and its Retry-After.
+the next requests with an error such as 429 and its Retry-After. A file over `upload_limit`
+(Discord's 10 MiB for a bot by default) is refused with 413, code 40005, as Discord does.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ UNAUTHORIZED = {"message": "401: Unauthorized", "code": 0}
 UNKNOWN_WEBHOOK = {"message": "Unknown Webhook", "code": 10015}
 """Discord's body for an interaction token that expired (15 minutes) or never existed."""
 UNKNOWN_MESSAGE = {"message": "Unknown Message", "code": 10008}
+TOO_LARGE = {"message": "Request entity too large", "code": 40005}
+"""Discord's body for an attachment over the upload limit (HTTP 413)."""
+UPLOAD_LIMIT = 10 * 1024 * 1024
+"""Discord's default attachment limit for a bot (a server's boosts raise it)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -74,8 +79,13 @@ class DiscordCatcher:
         bot_token: str = "catcher-bot-token",
         application_id: str = "1100000000000000001",
         name: str = "Catcher Music",
+        upload_limit: int = UPLOAD_LIMIT,
     ) -> None:
         self.bot_token = bot_token
+        self.default_upload_limit = upload_limit
+        self.upload_limit = upload_limit
+        """Bytes a file may have; a larger one is answered 413 (code 40005). A test may lower
+        it; `reset` restores the constructor's."""
         self.application_id = application_id
         self.name = name
         self.requests: list[Recorded] = []
@@ -135,6 +145,7 @@ class DiscordCatcher:
             self.originals.clear()
             self.expired.clear()
             self._faults.clear()
+            self.upload_limit = self.default_upload_limit
 
     def sent(self, path: str | None = None) -> list[Recorded]:
         """Requests so far, optionally only those to one path."""
@@ -170,6 +181,14 @@ class DiscordCatcher:
             return JSONResponse({"message": "Invalid Form Body", "code": 50035}, fault.status)
         return JSONResponse({"message": "Internal Server Error", "code": 0}, fault.status)
 
+    def _too_large(self, recorded: Recorded) -> Response | None:
+        """413 Request entity too large for a file over `upload_limit`; nothing is stored."""
+        with self._lock:
+            limit = self.upload_limit
+        if any(len(upload.data) > limit for upload in recorded.files):
+            return JSONResponse(TOO_LARGE, 413)
+        return None
+
     def _hook_refused(self, request: Request) -> Response | None:
         """404 Unknown Webhook for another application or an expired token."""
         params = request.path_params
@@ -194,7 +213,7 @@ class DiscordCatcher:
 
     async def _followup(self, request: Request) -> Response:
         recorded = await self._record(request)
-        refused = self._fault(recorded) or self._hook_refused(request)
+        refused = self._fault(recorded) or self._too_large(recorded) or self._hook_refused(request)
         if refused is not None:
             return refused
         token = request.path_params["token"]
@@ -203,7 +222,7 @@ class DiscordCatcher:
     async def _edit_hook(self, request: Request) -> Response:
         """Edit the original response (made by the deferred answer) or a follow-up."""
         recorded = await self._record(request)
-        refused = self._fault(recorded) or self._hook_refused(request)
+        refused = self._fault(recorded) or self._too_large(recorded) or self._hook_refused(request)
         if refused is not None:
             return refused
         token, wanted = request.path_params["token"], request.path_params["message_id"]
@@ -218,7 +237,7 @@ class DiscordCatcher:
 
     async def _post(self, request: Request) -> Response:
         recorded = await self._record(request)
-        refused = self._fault(recorded)
+        refused = self._fault(recorded) or self._too_large(recorded)
         if refused is not None:
             return refused
         if not self._authorized(recorded):
@@ -228,7 +247,7 @@ class DiscordCatcher:
 
     async def _edit(self, request: Request) -> Response:
         recorded = await self._record(request)
-        refused = self._fault(recorded)
+        refused = self._fault(recorded) or self._too_large(recorded)
         if refused is not None:
             return refused
         if not self._authorized(recorded):

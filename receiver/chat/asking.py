@@ -8,6 +8,7 @@ Discord. A refusal here costs nothing: it is decided before anything is sent ups
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 import uuid
@@ -122,10 +123,20 @@ async def start_submit(
     return None
 
 
+CREDITS_WAIT_S = 2.0
+"""How long `/song credits` waits for the provider: its answer is the command's, and Slack and
+Discord show the person an error after 3 s."""
+
+
 async def credits_text(services: Services) -> str:
-    """The account's balance as one line, or why it could not be read."""
+    """The account's balance as one line, or why it could not be read (in time)."""
     try:
-        balance = await services.upstream.credits()
+        balance = await asyncio.wait_for(services.upstream.credits(), CREDITS_WAIT_S)
+    except TimeoutError:
+        return (
+            f"Could not read the credits: the provider did not answer within "
+            f"{CREDITS_WAIT_S:g} s; try again in a moment."
+        )
     except RelayError as exc:
         return f"Could not read the credits: {one_line(exc)}"
     return f"Credits left: {balance.credits:g} (extra credits: {balance.extra_credits:g})."

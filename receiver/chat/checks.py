@@ -13,13 +13,13 @@ from urllib.parse import urlsplit
 import httpx
 
 from handlers.base import HandlerCheck
+from handlers.discord_api import DISCORD_API
 from handlers.slack_auth import check_bot_token
 from receiver.chat.config import DiscordChat, SlackChat
 from receiver.config import is_public_https
 
-__all__ = ["DISCORD_API", "check_discord", "check_slack"]
+__all__ = ["check_discord", "check_slack"]
 
-DISCORD_API = "https://discord.com/api/v10"
 """Discord's API, unless `[chat.discord] api_base_url` says otherwise."""
 
 CHECK_TIMEOUT_S = 10.0

@@ -67,6 +67,9 @@ class DiscordChat(_ChatApp):
     application_id: str = Field(min_length=1)
     bot_token: SecretStr
     allowed_roles: list[str] = Field(default_factory=list)
+    upload_max_mb: int = Field(default=10, ge=1, le=1000)
+    """Discord's attachment limit for a bot is 10 MiB (more in a boosted server, where this can
+    be raised); a larger file is answered 413, so it is linked instead."""
 
     @field_validator("public_key")
     @classmethod

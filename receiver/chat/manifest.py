@@ -36,8 +36,10 @@ PLACEHOLDER_URL = "https://relay.example.com"
 APP_NAME = "AI Music Relay"
 DESCRIPTION = "Make songs from chat: /song <prompt> answers in the thread with the finished song."
 USAGE_HINT = "<prompt> | help | credits | status | lyrics <idea>  (--sonic for two songs)"
-BOT_SCOPES = ("commands", "chat:write", "files:write")
-"""Slash commands, posting and threading replies, and uploading audio (`upload_audio`)."""
+BOT_SCOPES = ("commands", "chat:write", "chat:write.public", "files:write")
+"""Slash commands, posting and threading replies, posting in a public channel the bot was not
+invited to (else a song asked for there is paid for and its reply dead-letters with
+`not_in_channel`), and uploading audio (`upload_audio`)."""
 
 DISCORD_COMMAND = "song"
 DISCORD_OPTION = "text"

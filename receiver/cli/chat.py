@@ -97,7 +97,7 @@ def _register_discord(discord: DiscordChat) -> list[dict[str, Any]]:
     """PUT the global commands; the commands Discord stored, or exit with the fix."""
     import httpx
 
-    from receiver.chat.checks import DISCORD_API
+    from handlers.discord_api import DISCORD_API
     from receiver.chat.manifest import discord_commands
 
     base = (discord.api_base_url or DISCORD_API).rstrip("/")

@@ -124,11 +124,13 @@ def test_slack_refuses_unsigned_requests(
     assert 0 == chat_relay.count("tasks")
 
 
-def test_slack_interaction_is_acknowledged_empty(chat_relay: Relay) -> None:
-    """A signed button press gets the empty 200 Slack waits for."""
+def test_a_signed_action_that_is_not_ours_is_acknowledged_empty(chat_relay: Relay) -> None:
+    """A signed block action the relay did not make (no `song:…` id) still gets the empty 200
+    Slack waits for, and nothing else happens; real buttons: tests/chat/test_slack_buttons.py."""
     payload = json.dumps({"type": "block_actions", "actions": [{"action_id": "regenerate"}]})
     answer = slack_post(chat_relay, {"payload": payload}, path="/chat/slack/interactions")
     assert (200, b"") == (answer.status_code, answer.content)
+    assert 0 == chat_relay.count("tasks")
 
 
 def test_discord_ping_is_answered_with_pong(chat_relay: Relay) -> None:

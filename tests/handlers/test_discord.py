@@ -53,7 +53,14 @@ def catcher(discord: tuple[DiscordCatcher, str]) -> DiscordCatcher:
 
 @pytest.fixture(scope="module")
 def media() -> Iterator[str]:
-    """The song's audio (a small WAV, and one over 1 MB) and its cover, on loopback."""
+    """The song's audio (a small WAV, one over 1 MB, a host answering 503 and one 404), on
+    loopback."""
+
+    def serve_status(status: int) -> Callable[[Request], Any]:
+        async def endpoint(request: Request) -> Response:
+            return Response(b"no", status_code=status, media_type="text/plain")
+
+        return endpoint
 
     def serve(body: bytes, kind: str) -> Callable[[Request], Any]:
         async def endpoint(request: Request) -> Response:
@@ -65,6 +72,8 @@ def media() -> Iterator[str]:
         routes=[
             Route("/song.wav", serve(WAV, "audio/wav")),
             Route("/big.wav", serve(BIG, "audio/wav")),
+            Route("/busy.wav", serve_status(503)),
+            Route("/gone.wav", serve_status(404)),
         ]
     )
     with run_asgi(app) as url:
@@ -299,11 +308,74 @@ async def test_the_audio_is_attached_up_to_upload_max_mb(
     fields = {f["name"]: f["value"] for f in sent.body["embeds"][0]["fields"]}
     assert "attached (night-drive.wav)" == fields["Audio"]
     catcher.requests.clear()
-    await chat.handle(event(token=big, audio_url=f"{media}/big.wav"), make_ctx())
+    result = await chat.handle(event(token=big, audio_url=f"{media}/big.wav"), make_ctx())
     [linked] = catcher.sent()
     assert () == linked.files
     assert "attachments" not in linked.body
     assert f"{media}/big.wav" in str(linked.body["embeds"])
+    assert result is not None
+    assert {"skipped": "the audio is 1.0 MB, over upload_max_mb = 1; linked only"} == (
+        result["upload"]
+    )
+
+
+@pytest.mark.parametrize("asked_s_ago", [5, 3600], ids=["webhook", "channel"])
+async def test_a_file_discord_refuses_as_too_large_is_linked_instead(
+    discord: tuple[DiscordCatcher, str],
+    catcher: DiscordCatcher,
+    make_ctx: MakeContext,
+    media: str,
+    asked_s_ago: float,
+) -> None:
+    """A file within `upload_max_mb` but over the server's limit is answered 413 (code
+    40005): the same message goes again without it, the song linked, and the result says
+    why. One message is made, through the webhook or in the channel."""
+    catcher.upload_limit = len(WAV) - 1
+    chat, itok = handler(discord[1], upload_audio=True), token()
+    result = await chat.handle(
+        event(token=itok, asked_s_ago=asked_s_ago, audio_url=f"{media}/song.wav"), make_ctx()
+    )
+    assert result is not None
+    refused, sent = catcher.sent()
+    assert (refused.method, refused.path, 1) == (sent.method, sent.path, len(refused.files))
+    assert () == sent.files and "attachments" not in sent.body
+    fields = {f["name"]: f["value"] for f in sent.body["embeds"][0]["fields"]}
+    assert "Audio" not in fields and f"{media}/song.wav" in fields["Links"]
+    size = f"{len(WAV) / 1024:.0f} KB"
+    why = f"Discord refused the {size} file as too large (HTTP 413, code 40005); linked only"
+    assert {"failed": why} == result["upload"]
+    assert 1 == len(catcher.messages)
+    [made] = catcher.messages.values()
+    assert "is ready" in made["content"] and result["message_id"] == made["id"]
+    assert itok not in repr(result)
+
+
+@pytest.mark.parametrize(
+    ("path", "why"),
+    [
+        ("busy.wav", "failed: HTTP 503"),
+        ("gone.wav", "refused: HTTP 404"),
+    ],
+)
+async def test_a_failed_download_sends_the_song_without_its_file(
+    discord: tuple[DiscordCatcher, str],
+    catcher: DiscordCatcher,
+    make_ctx: MakeContext,
+    media: str,
+    path: str,
+    why: str,
+) -> None:
+    """Attaching is best effort: an audio host answering 503 (retryable) or 404 does not
+    delay or dead-letter the song; it is sent, linked, and the result says why."""
+    chat, itok = handler(discord[1], upload_audio=True), token()
+    result = await chat.handle(event(token=itok, audio_url=f"{media}/{path}"), make_ctx())
+    assert result is not None and "webhook" == result["via"]
+    [sent] = catcher.sent()
+    assert () == sent.files
+    assert "is ready" in catcher.original(itok)["content"]  # type: ignore[index]
+    assert ["failed"] == list(result["upload"])
+    assert result["upload"]["failed"].startswith("download: download from 127.0.0.1:")
+    assert result["upload"]["failed"].endswith(why)
 
 
 def test_the_config_refuses_a_bad_api_url_and_redacts_the_bot_token() -> None:
@@ -335,6 +407,8 @@ def test_chat_discord_adds_its_handler_and_reserves_its_name(tmp_path: Path) -> 
     made = configured.handler
     assert isinstance(made, DiscordHandler)
     assert ["k" * 16] == [key.get_secret_value() for key in made.config.seal_keys]
+    assert 10 == made.config.upload_max_mb, "Discord's attachment limit for a bot is 10 MiB"
+    assert 10 == DiscordHandler.Config(application_id=APP_ID, bot_token=BOT).upload_max_mb
     assert {"chat": "discord"} == dict(configured.spec.labels or {})
     path.write_text('[[handlers]]\nname = "chat-discord"\ntype = "disk"\n\n' + table)
     with pytest.raises(ConfigError) as caught:
