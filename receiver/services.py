@@ -7,10 +7,10 @@ from typing import Any
 
 import httpx
 
-from handlers.base import secrets_of
+from handlers.base import CHAT_EVENTS, secrets_of
 from handlers.registry import HandlerRegistry
 from receiver import __version__
-from receiver.chat.config import ChatSettings, load_chat_settings
+from receiver.chat.config import ChatSettings, DiscordChat, SlackChat, load_chat_settings
 from receiver.config import Settings
 from receiver.delivery.handler_set import HandlerSet, add_handlers, load_handler_set
 from receiver.delivery.spool import DownloadPolicy
@@ -88,18 +88,8 @@ def _chat_handlers(chat: ChatSettings) -> list[dict[str, Any]]:
     every other task out of chat."""
     if chat.slack is None:
         return []
-    entry: dict[str, Any] = {
-        "name": CHAT_SLACK_HANDLER,
-        "type": "slack",
-        "token": chat.slack.token.get_secret_value(),
-        "channel_label": CHAT_CHANNEL_LABEL,
-        "requester_label": CHAT_USER_LABEL,
-        "buttons": True,
-        "events": ["task.submitted", "song.completed", "song.failed", "task.timed_out"],
-        "labels": {CHAT_LABEL: "slack"},
-        "upload_audio": chat.slack.upload_audio,
-        "upload_max_mb": chat.slack.upload_max_mb,
-    }
+    entry = _reply_entry(CHAT_SLACK_HANDLER, "slack", chat.slack)
+    entry |= {"token": chat.slack.token.get_secret_value(), "buttons": True}
     if chat.slack.api_base_url is not None:
         entry["api_base_url"] = chat.slack.api_base_url + "/"
     return [entry]
@@ -110,24 +100,32 @@ def _discord_handlers(chat: ChatSettings, keys: list[str]) -> list[dict[str, Any
     (RELAY_SECRET_KEY's) open the sealed interaction token each task carries."""
     if chat.discord is None:
         return []
-    entry: dict[str, Any] = {
-        "name": CHAT_DISCORD_HANDLER,
-        "type": "discord",
+    entry = _reply_entry(CHAT_DISCORD_HANDLER, "discord", chat.discord)
+    entry |= {
         "application_id": chat.discord.application_id,
         "bot_token": chat.discord.bot_token.get_secret_value(),
-        "channel_label": CHAT_CHANNEL_LABEL,
-        "requester_label": CHAT_USER_LABEL,
         "token_label": CHAT_TOKEN_LABEL,
         "time_label": CHAT_AT_LABEL,
         "seal_keys": keys,
-        "events": ["task.submitted", "song.completed", "song.failed", "task.timed_out"],
-        "labels": {CHAT_LABEL: "discord"},
-        "upload_audio": chat.discord.upload_audio,
-        "upload_max_mb": chat.discord.upload_max_mb,
     }
     if chat.discord.api_base_url is not None:
         entry["api_base_url"] = chat.discord.api_base_url
     return [entry]
+
+
+def _reply_entry(name: str, kind: str, app: SlackChat | DiscordChat) -> dict[str, Any]:
+    """What both apps' reply handlers share: they take exactly the tasks their app asked for,
+    answer where and to whom the labels say, and upload as `[chat.*]` says."""
+    return {
+        "name": name,
+        "type": kind,
+        "channel_label": CHAT_CHANNEL_LABEL,
+        "requester_label": CHAT_USER_LABEL,
+        "events": list(CHAT_EVENTS),
+        "labels": {CHAT_LABEL: kind},
+        "upload_audio": app.upload_audio,
+        "upload_max_mb": app.upload_max_mb,
+    }
 
 
 def build_services(settings: Settings, *, registry: HandlerRegistry | None = None) -> Services:

@@ -346,9 +346,9 @@ def test_a_song_made_elsewhere_gets_no_buttons() -> None:
 async def test_two_processes_taking_one_click_send_it_upstream_once(
     tmp_path: Path, sandbox: str
 ) -> None:
-    """Two relay processes (two `ChatJobs`, one database) each pass their own claim and find no
-    task yet; the store's primary key refuses the second task before its create call, and that
-    process stays quiet (no "not made" for a song that is being made)."""
+    """Two relay processes (two `ChatJobs`, one database) each pass their own claim; when both
+    find no task yet, the store's primary key refuses the second task before its create call,
+    and that process stays quiet (no "not made" for a song that is being made)."""
     settings = Settings(
         aimusic_api_key="k",  # type: ignore[arg-type]
         aimusic_base_url=sandbox,
@@ -378,7 +378,11 @@ async def test_two_processes_taking_one_click_send_it_upstream_once(
         stored = await services.store.reads.get_task(fixed_ref("slack", button, REF, None))
     finally:
         await services.aclose()
-    assert all(a.started and a.text.startswith("On it:") for a in answers), answers
+    # Usually both find no task and the primary key stops the second; on a busy machine the
+    # first may be stored before the second looks, which then answers "already asked".
+    # Either way: one started, the other never a "not made", one song upstream.
+    assert 1 <= sum(a.started for a in answers), answers
+    assert all(a.started or a.text.startswith("That was already asked for") for a in answers)
     assert [] == said
     assert stored is not None and stored.upstream_id is not None
     tasks = httpx.get(f"{sandbox}/sandbox/tasks", timeout=5).json()
