@@ -1,17 +1,20 @@
-"""What the message-writing handlers (slack, apprise, disk, s3) share: template checks,
-durations, URL tests, and the wording of a dry run that sends nothing."""
+"""What the message-writing handlers (slack, discord, apprise, disk, s3) share: template
+checks, durations, sung lyric lines, URL tests, and the wording of a dry run that sends
+nothing."""
 
 from __future__ import annotations
 
+import re
 import string
 from collections.abc import Collection
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["NOT_SENT", "check_fields", "duration", "is_web"]
+__all__ = ["NOT_SENT", "check_fields", "duration", "is_web", "sung_lines"]
 
 NOT_SENT = "not sent: that would notify someone"
 """Why a dry run stopped at a URL's form: the only real test would reach a person."""
+_SECTION_MARKER = re.compile(r"\[[^\]]*\]")
 
 
 def check_fields(key: str, template: str, fields: Collection[str]) -> None:
@@ -48,3 +51,10 @@ def is_web(url: str) -> bool:
     except ValueError:
         return False
     return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+def sung_lines(lyrics: str) -> list[str]:
+    """The lines of `lyrics` a person would sing, whitespace folded: blank lines and section
+    markers such as `[Verse]` left out (a chat quote shows the song, not its layout)."""
+    stripped = (" ".join(line.split()) for line in lyrics.splitlines())
+    return [line for line in stripped if line and not _SECTION_MARKER.fullmatch(line)]

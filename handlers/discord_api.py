@@ -15,6 +15,7 @@ import contextlib
 import json
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import SecretStr
@@ -22,9 +23,11 @@ from pydantic import SecretStr
 from handlers.base import HandlerCheck, HandlerError
 from handlers.discord_messages import Message
 
-__all__ = ["DISCORD_API", "DiscordApi", "DiscordRefused", "Upload"]
+__all__ = ["DISCORD_API", "DiscordApi", "DiscordRefused", "Upload", "check_bot_token"]
 
 DISCORD_API = "https://discord.com/api/v10"
+CHECK_TIMEOUT_S = 10.0
+"""How long a credential check waits for Discord."""
 _MESSAGE_CHARS = 300
 """How much of Discord's error message an error keeps."""
 
@@ -121,18 +124,10 @@ class DiscordApi:
 
     async def check(self) -> HandlerCheck:
         """`GET /applications/@me` with the bot token (posts nothing)."""
-        url = f"{self._api}/applications/@me"
-        try:
-            async with httpx.AsyncClient(timeout=10, trust_env=False) as client:
-                answer = await client.get(url, headers=self._bot)
-        except httpx.HTTPError as exc:
-            return HandlerCheck("fail", f"cannot reach Discord: {type(exc).__name__}")
-        if answer.status_code != 200:
-            return HandlerCheck(
-                "fail",
-                f"Discord answered HTTP {answer.status_code} to GET /applications/@me",
-                "check [chat.discord] bot_token",
-            )
+        token = self._bot_token.get_secret_value()
+        found = await check_bot_token(self._api, token, self._application_id)
+        if found.status != "ok":
+            return found
         return HandlerCheck("ok", "bot token accepted; answers each song's interaction")
 
     @property
@@ -182,6 +177,51 @@ class DiscordApi:
         except ValueError:
             return {}
         return found if isinstance(found, dict) else {}
+
+
+async def check_bot_token(base_url: str, bot_token: str, application_id: str) -> HandlerCheck:
+    """`GET /applications/@me` at `base_url` with the bot token (it posts nothing): ok naming
+    the application, or a failure saying whether Discord refused the token, could not be
+    reached, or the token belongs to another application than `application_id` (commands
+    would then register under one app while interactions arrive for another)."""
+    where = urlsplit(base_url).hostname
+    headers = {"Authorization": f"Bot {bot_token}"}
+    try:
+        async with httpx.AsyncClient(timeout=CHECK_TIMEOUT_S, trust_env=False) as client:
+            answer = await client.get(f"{base_url.rstrip('/')}/applications/@me", headers=headers)
+    except httpx.HTTPError as exc:
+        return HandlerCheck(
+            "fail",
+            f"cannot reach Discord at {where}: {type(exc).__name__}",
+            "check the network (and api_base_url, if set)",
+        )
+    if answer.status_code == 401:
+        return HandlerCheck(
+            "fail",
+            f"Discord ({where}) refused the bot token: HTTP 401",
+            "copy the token from the application's Bot page in the Discord developer portal "
+            "as [chat.discord] bot_token",
+        )
+    try:
+        body = answer.json()
+    except ValueError:
+        body = None
+    if answer.status_code != 200 or not isinstance(body, dict):
+        return HandlerCheck(
+            "fail",
+            f"Discord ({where}) answered HTTP {answer.status_code} to GET /applications/@me",
+            "check api_base_url, if set, and try again later",
+        )
+    owner, name = str(body.get("id", "")), str(body.get("name", "?"))
+    if owner != application_id:
+        return HandlerCheck(
+            "fail",
+            f"the bot token belongs to application {owner} ({name}), "
+            f"not application_id {application_id}",
+            "use the APPLICATION ID and the bot token of one application (General Information "
+            "and Bot pages in the Discord developer portal)",
+        )
+    return HandlerCheck("ok", f"bot token accepted (application {owner}, {name})")
 
 
 def _what(url: str, api: str) -> str:

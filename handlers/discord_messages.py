@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from handlers._text import duration, is_web
+from handlers._text import duration, is_web, sung_lines
 from handlers.base import HandlerResult
 from handlers.chat_buttons import LABELS, buttons_for, encode
 from receiver.models import Event
@@ -45,7 +45,6 @@ masked link): escaped with a backslash, shown as typed."""
 _LINE_START = re.compile(r"^(\s*)([#-])", re.MULTILINE)
 """`#` (a heading) and `-` (a list) mean something only at the start of a line."""
 _BROADCAST = re.compile(r"@(?=(?:everyone|here)\b)", re.IGNORECASE)
-_SECTION_MARKER = re.compile(r"\[[^\]]*\]")
 _SNOWFLAKE = re.compile(r"[0-9]{15,21}")
 """A Discord user id: the only thing we turn into a mention."""
 
@@ -67,7 +66,7 @@ class Message:
             "content": self.content,
             "embeds": self.embeds,
             "components": self.components,
-            "allowed_mentions": {"parse": [], "users": self.users},
+            "allowed_mentions": {"parse": [], **({"users": self.users} if self.users else {})},
         }
 
 
@@ -171,8 +170,7 @@ def _song(
 
 def lyrics_quote(lyrics: str, lines: int) -> str:
     """The first `lines` sung lines as a block quote; section markers like [Verse] skipped."""
-    stripped = [" ".join(line.split()) for line in lyrics.splitlines()]
-    sung = [line for line in stripped if line and not _SECTION_MARKER.fullmatch(line)]
+    sung = sung_lines(lyrics)
     shown = [f"> {escape(line)}" for line in sung[:lines]]
     if not shown:
         return ""

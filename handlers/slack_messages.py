@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from handlers._text import duration, is_web
+from handlers._text import duration, is_web, sung_lines
 from handlers.base import HandlerResult
 from handlers.chat_buttons import LABELS, buttons_for, encode
 from receiver.delivery.alerts import BLAME_MEANING, DEAD_KIND, DeadNotice
@@ -32,7 +32,6 @@ __all__ = [
 ]
 
 _BROADCAST = re.compile(r"@(?=(?:channel|here|everyone)\b)", re.IGNORECASE)
-_SECTION_MARKER = re.compile(r"\[[^\]]*\]")
 _USER_ID = re.compile(r"[UW][A-Z0-9]{1,30}")
 """A Slack user id (`U…`, or `W…` on Enterprise Grid): the only thing we turn into a mention."""
 
@@ -154,8 +153,7 @@ def _actions(event: Event) -> dict[str, Any] | None:
 
 def lyrics_quote(lyrics: str, lines: int) -> str:
     """The first `lines` sung lines as a quote; section markers like [Verse] skipped."""
-    stripped = [" ".join(line.split()) for line in lyrics.splitlines()]
-    sung = [line for line in stripped if line and not _SECTION_MARKER.fullmatch(line)]
+    sung = sung_lines(lyrics)
     shown = sung[:lines]
     if not shown:
         return ""

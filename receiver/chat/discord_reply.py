@@ -15,12 +15,12 @@ from typing import Any
 
 import httpx
 
-from handlers.discord import DISCORD_API
+from handlers.base import HandlerError
+from handlers.discord_api import DISCORD_API, DiscordApi
+from handlers.discord_messages import Message
 from handlers.discord_seal import seal
 from receiver.chat.asking import Asker, Tell
 from receiver.chat.config import DiscordChat
-from receiver.chat.verify import DISCORD_TIMESTAMP
-from receiver.errors import SignatureError
 from receiver.logging import get_logger
 from receiver.services import CHAT_AT_LABEL, CHAT_TOKEN_LABEL, Services
 
@@ -30,7 +30,6 @@ __all__ = [
     "COMPONENT",
     "DEFERRED",
     "EPHEMERAL",
-    "MAX_AGE_S",
     "MESSAGE",
     "MODAL",
     "MODAL_SUBMIT",
@@ -38,7 +37,6 @@ __all__ = [
     "PONG",
     "answered_here",
     "asker_of",
-    "check_fresh",
     "ephemeral",
     "interaction_teller",
 ]
@@ -53,25 +51,10 @@ PONG, MESSAGE, DEFERRED, MODAL = 1, 4, 5, 9
 MODAL."""
 EPHEMERAL = 64
 """Discord's message flag for a reply only the person who asked sees."""
-MAX_AGE_S = 300
-"""How far `X-Signature-Timestamp` may be from now (as Slack's ±5 minutes): a signed interaction
-recorded and sent again later would otherwise make (and charge) the song again."""
 _NO_PINGS: dict[str, Any] = {"parse": []}
 _CONTENT_CHARS = 2000
-
-
-def check_fresh(headers: Mapping[str, str], now: float | None = None) -> None:
-    """Raise `SignatureError` unless the signed timestamp is within `MAX_AGE_S` of now. Call it
-    after the signature check: only then is the timestamp Discord's."""
-    stamp = headers.get(DISCORD_TIMESTAMP, "")
-    try:
-        age = abs((time.time() if now is None else now) - float(stamp))
-    except ValueError:
-        age = float("inf")
-    if not age <= MAX_AGE_S:
-        raise SignatureError(
-            "stale", f"X-Signature-Timestamp is more than {MAX_AGE_S // 60} minutes away"
-        )
+TELL_TIMEOUT_S = 30.0
+"""How long a later message to the requester may take (the reply handler's default)."""
 
 
 def ephemeral(text: str) -> dict[str, Any]:
@@ -125,22 +108,24 @@ def interaction_teller(
     http: httpx.AsyncClient, discord: DiscordChat, interaction: Mapping[str, Any]
 ) -> Tell:
     """Tells the requester by editing the interaction's original response (the deferred
-    "thinking…" one). The token is a capability: its URL is never logged."""
+    "thinking…" one), through the same `DiscordApi` the reply handler uses: the token's URL
+    is built there and never logged."""
     token = interaction.get("token")
-    base = discord.api_base_url or DISCORD_API
+    api = DiscordApi(
+        discord.api_base_url or DISCORD_API,
+        discord.application_id,
+        discord.bot_token,
+        TELL_TIMEOUT_S,
+    )
 
     async def tell(text: str) -> None:
         if not isinstance(token, str) or not token:
             log.warning("chat reply not sent: the interaction had no token", app=APP)
             return
-        url = f"{base}/webhooks/{discord.application_id}/{token}/messages/@original"
-        body = {"content": html.unescape(text)[:_CONTENT_CHARS], "allowed_mentions": _NO_PINGS}
+        message = Message(content=html.unescape(text)[:_CONTENT_CHARS])
         try:
-            sent = await http.patch(url, json=body)
-        except httpx.HTTPError as exc:
-            log.warning("chat reply not sent", app=APP, error=type(exc).__name__)
-            return
-        if sent.status_code >= 300:
-            log.warning("chat reply refused", app=APP, status=sent.status_code)
+            await api.edit_original(http, token, message, None)
+        except HandlerError as exc:
+            log.warning("chat reply not sent", app=APP, error=str(exc))
 
     return tell

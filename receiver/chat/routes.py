@@ -21,7 +21,6 @@ from starlette.routing import Route
 
 from receiver.chat.config import SlackChat
 from receiver.chat.discord_command import answer as discord_answer
-from receiver.chat.discord_reply import check_fresh
 from receiver.chat.slack_actions import interact
 from receiver.chat.slack_command import answer
 from receiver.chat.verify import verify_discord, verify_slack
@@ -47,13 +46,10 @@ Verify = Callable[[Mapping[str, str], bytes], None]
 async def slack_commands(request: Request) -> Response:
     """A slash command (form-encoded), answered ephemerally within Slack's 3 s."""
     services: Services = request.app.state.services
-    slack = services.chat.slack
-    if slack is None:
-        return _disabled("slack")
-    body = await _slack_body(request, slack)
-    if isinstance(body, Response):
-        return body
-    form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+    verified = await _slack_form(request, services)
+    if isinstance(verified, Response):
+        return verified
+    slack, form = verified
     fields = {key: values[0] for key, values in form.items()}
     # Slack escapes &, < and > in the text it sends; the parser reads what the person typed
     text = html.unescape(fields.get("text", "").strip())
@@ -65,13 +61,10 @@ async def slack_interactions(request: Request) -> Response:
     """A button or modal (`payload` JSON in a form), answered by `slack_actions` within
     Slack's 3 s: an empty 200, or a modal's field error."""
     services: Services = request.app.state.services
-    slack = services.chat.slack
-    if slack is None:
-        return _disabled("slack")
-    body = await _slack_body(request, slack)
-    if isinstance(body, Response):
-        return body
-    form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+    verified = await _slack_form(request, services)
+    if isinstance(verified, Response):
+        return verified
+    slack, form = verified
     try:
         payload = json.loads(form.get("payload", [""])[0])
     except ValueError:
@@ -89,12 +82,7 @@ async def discord_interactions(request: Request) -> Response:
     if discord is None:
         return _disabled("discord")
     key = discord.public_key
-
-    def verify(headers: Mapping[str, str], body: bytes) -> None:
-        verify_discord(key, headers, body)
-        check_fresh(headers)
-
-    body = await _signed_body(request, "discord", verify)
+    body = await _signed_body(request, "discord", lambda h, b: verify_discord(key, h, b))
     if isinstance(body, Response):
         return body
     try:
@@ -107,10 +95,19 @@ async def discord_interactions(request: Request) -> Response:
     return JSONResponse(await discord_answer(services, discord, jobs, interaction))
 
 
-async def _slack_body(request: Request, slack: SlackChat) -> bytes | Response:
-    """The raw body Slack signed, or the refusal to send instead (413 or 401)."""
+async def _slack_form(
+    request: Request, services: Services
+) -> tuple[SlackChat, dict[str, list[str]]] | Response:
+    """The Slack app and the form Slack signed, or the answer to send instead (404 without
+    `[chat.slack]`, 413, 401)."""
+    slack = services.chat.slack
+    if slack is None:
+        return _disabled("slack")
     secret = slack.signing_secret.get_secret_value()
-    return await _signed_body(request, "slack", lambda h, b: verify_slack(secret, h, b))
+    body = await _signed_body(request, "slack", lambda h, b: verify_slack(secret, h, b))
+    if isinstance(body, Response):
+        return body
+    return slack, parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
 
 
 async def _signed_body(request: Request, app: str, verify: Verify) -> bytes | Response:

@@ -3,11 +3,13 @@ is parsed, so an unsigned request can do nothing but read a 401.
 
 Both checks are the platforms' own libraries (slack-sdk's verifier, PyNaCl's Ed25519), not a
 copy of them: Slack's `v0` HMAC with its ±5 minute window, Discord's signature over the
-timestamp and the body (Discord itself sends badly signed requests to test this).
+timestamp and the body (Discord itself sends badly signed requests to test this), held to the
+same ±5 minutes as Slack's, which Discord's own check leaves to the receiver.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 
 from nacl.exceptions import BadSignatureError
@@ -22,6 +24,9 @@ SLACK_SIGNATURE = "x-slack-signature"
 SLACK_TIMESTAMP = "x-slack-request-timestamp"
 DISCORD_SIGNATURE = "x-signature-ed25519"
 DISCORD_TIMESTAMP = "x-signature-timestamp"
+MAX_AGE_S = 300
+"""How far a Discord `X-Signature-Timestamp` may be from now (as Slack's ±5 minutes): a signed
+interaction recorded and sent again later would otherwise make (and charge) the song again."""
 
 
 def verify_slack(signing_secret: str, headers: Mapping[str, str], body: bytes) -> None:
@@ -45,8 +50,11 @@ def verify_slack(signing_secret: str, headers: Mapping[str, str], body: bytes) -
         )
 
 
-def verify_discord(public_key: str, headers: Mapping[str, str], body: bytes) -> None:
-    """Raise `SignatureError` unless the application's key signed timestamp + `body`."""
+def verify_discord(
+    public_key: str, headers: Mapping[str, str], body: bytes, now: float | None = None
+) -> None:
+    """Raise `SignatureError` unless the application's key signed timestamp + `body`, and the
+    timestamp (Discord's, once the signature holds) is within `MAX_AGE_S` of `now`."""
     signature, timestamp = headers.get(DISCORD_SIGNATURE), headers.get(DISCORD_TIMESTAMP)
     if not signature or not timestamp:
         raise SignatureError(
@@ -62,3 +70,11 @@ def verify_discord(public_key: str, headers: Mapping[str, str], body: bytes) -> 
         raise SignatureError(
             "mismatch", "X-Signature-Ed25519 is not the application's signature of this request"
         ) from None
+    try:
+        age = abs((time.time() if now is None else now) - float(timestamp))
+    except ValueError:
+        age = float("inf")
+    if not age <= MAX_AGE_S:
+        raise SignatureError(
+            "stale", f"X-Signature-Timestamp is more than {MAX_AGE_S // 60} minutes away"
+        )
