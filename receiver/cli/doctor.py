@@ -49,6 +49,7 @@ async def run_doctor(progress: Callable[[str], None] | None = None) -> list[Chec
         checks.append(Check("handlers", "fail", str(exc), "fix relay.toml at the line named"))
     else:
         names = ", ".join(f"{h.name} ({h.spec.type})" for h in handler_set)
+        names = names or "no [[handlers]] of its own (the [chat.*] apps answer with theirs)"
         checks.append(Check("handlers", "ok", f"{names} from {handler_set.source}"))
     tell("database")
     checks.append(await store_check(settings))

@@ -28,12 +28,12 @@ APPLICATION_ID = "1100000000000000042"
 PUBLIC_HTTPS = "https://relay.invalid"
 """Public HTTPS in form; `.invalid` never resolves, so doctor's own /healthz check fails fast."""
 
-CONFIG = """
+HANDLERS = """
 [[handlers]]
 name = "disk"
 type = "disk"
 path = "{{workdir}}/songs"
-{chat}"""
+"""
 
 SLACK_TABLE = """
 [chat.slack]
@@ -64,11 +64,11 @@ def catchers() -> Iterator[tuple[str, str]]:
 def doctor(
     tmp_path: Path, sandbox: str, catchers: tuple[str, str]
 ) -> Callable[..., subprocess.CompletedProcess[str]]:
-    """Factory: `doctor(chat, **env)` runs `doctor --json` on a relay (not started) whose
-    relay.toml holds `chat` (the tables, `{slack}`/`{discord}`/`{key}` filled in); `env`
-    overrides the right tokens and public HTTPS URL."""
+    """Factory: `doctor(chat, handlers=HANDLERS, **env)` runs `doctor --json` on a relay (not
+    started) whose relay.toml holds `handlers` then `chat` (the tables, `{slack}`/`{discord}`/
+    `{key}` filled in); `env` overrides the right tokens and public HTTPS URL."""
 
-    def run(chat: str, **env: str) -> subprocess.CompletedProcess[str]:
+    def run(chat: str, *, handlers: str = HANDLERS, **env: str) -> subprocess.CompletedProcess[str]:
         workdir = tmp_path / f"relay{len(list(tmp_path.iterdir()))}"
         workdir.mkdir()
         tables = chat.format(
@@ -81,7 +81,7 @@ def doctor(
             "CHAT_DISCORD_TOKEN": DISCORD_TOKEN,
             "RELAY_PUBLIC_URL": PUBLIC_HTTPS,
         }
-        relay: Relay = new_relay(workdir, sandbox, CONFIG.format(chat=tables), **defaults)
+        relay: Relay = new_relay(workdir, sandbox, handlers + tables, **defaults)
         done = _doctor(relay, "--json", **env)
         tokens = {key: value for key, value in env.items() if key.endswith("_TOKEN")}
         for secret in (SLACK_TOKEN, SLACK_SECRET, DISCORD_TOKEN, *tokens.values()):
@@ -106,6 +106,17 @@ def test_right_credentials_and_public_https_are_ok(
     assert f"{PUBLIC_HTTPS}/chat/slack/interactions" in lines["chat slack"]["detail"]
     assert f"application {APPLICATION_ID}" in lines["chat discord"]["detail"]
     assert f"{PUBLIC_HTTPS}/chat/discord/interactions" in lines["chat discord"]["detail"]
+
+
+def test_a_relay_toml_with_only_a_chat_app_says_so_on_the_handlers_line(
+    doctor: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
+    """No `[[handlers]]`, only `[chat.slack]`: the handlers line is ok and says why there are
+    none instead of listing nothing, and the Slack app is checked as usual."""
+    checks = _by_name(doctor(SLACK_TABLE, handlers=""))
+    assert "ok" == checks["handlers"]["status"]
+    assert checks["handlers"]["detail"].startswith("no [[handlers]] of its own")
+    assert "ok" == checks["chat slack"]["status"]
 
 
 def test_a_wrong_slack_token_fails_with_advice(
